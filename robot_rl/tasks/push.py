@@ -1,0 +1,54 @@
+"""push: push a cube lying on the table to a goal position on the table.
+
+Observation (27 for a 7-joint arm): ``q (7), dq (7), ee_pos (3), object pose (x, y, z, qx, qy,
+qz, qw) (7), goal (3)``. Distance: the cube's horizontal (x, y) distance to the goal; success below
+``task.success_threshold``. Goals and starts lie on the table plane (z = half the cube's edge).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.specs import BoxSpec, concat_names
+from robot_rl.tasks.base import QUAT, XYZ, Task, TaskSnapshot
+
+
+def push_distance(object_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Horizontal distance(s) between the object and the goal; (3,) or (B, 3) inputs."""
+    d = np.asarray(object_pos)[..., :2] - np.asarray(goal)[..., :2]
+    return np.linalg.norm(d, axis=-1)
+
+
+class PushTask(Task):
+    name = "push"
+    has_object = True
+
+    def _observation_spec(self) -> BoxSpec:
+        names, low, high = self._robot_bounds()
+        names = names + concat_names(("obj", XYZ), ("obj", QUAT), ("goal", XYZ))
+        return BoxSpec(
+            "observation",
+            names,
+            np.concatenate([low, [-2.0] * 3, [-1.0] * 4, [-2.0] * 3]),
+            np.concatenate([high, [2.0] * 3, [1.0] * 4, [2.0] * 3]),
+        )
+
+    def _on_table(self, xy: np.ndarray) -> np.ndarray:
+        return np.array([xy[0], xy[1], self.config.object_size / 2.0])
+
+    def sample_goal(self, rng: np.random.Generator) -> np.ndarray:
+        box = self.config.goal_box
+        return self._on_table(rng.uniform(box.low[:2], box.high[:2]))
+
+    def sample_object(self, rng: np.random.Generator) -> np.ndarray:
+        box = self.config.object_box
+        return self._on_table(rng.uniform(box.low[:2], box.high[:2]))
+
+    def observation(self, s: TaskSnapshot) -> np.ndarray:
+        if s.object_pose is None:
+            raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
+        return np.concatenate([s.q, s.dq, s.ee_pos, s.object_pose, s.goal]).astype(np.float32)
+
+    def distance(self, s: TaskSnapshot) -> float:
+        if s.object_pose is None:
+            raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
+        return float(push_distance(s.object_pose[:3], s.goal))

@@ -1,0 +1,36 @@
+"""reach: bring the end-effector to a goal point sampled in a box.
+
+Observation (20 for a 7-joint arm): ``q (7), dq (7), ee_pos (3), goal (3)``.
+Distance: ``||ee_pos - goal||``; success below ``task.success_threshold`` (5 cm by default).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.specs import BoxSpec, concat_names
+from robot_rl.tasks.base import XYZ, Task, TaskSnapshot
+
+
+def reach_distance(ee_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
+    """Euclidean distance(s) between end-effector and goal; works on (3,) or (B, 3)."""
+    return np.linalg.norm(np.asarray(ee_pos) - np.asarray(goal), axis=-1)
+
+
+class ReachTask(Task):
+    name = "reach"
+
+    def _observation_spec(self) -> BoxSpec:
+        names, low, high = self._robot_bounds()
+        names = names + concat_names(("goal", XYZ))
+        return BoxSpec(
+            "observation",
+            names,
+            np.concatenate([low, [-2.0] * 3]),
+            np.concatenate([high, [2.0] * 3]),
+        )
+
+    def observation(self, s: TaskSnapshot) -> np.ndarray:
+        return np.concatenate([s.q, s.dq, s.ee_pos, s.goal]).astype(np.float32)
+
+    def distance(self, s: TaskSnapshot) -> float:
+        return float(reach_distance(s.ee_pos, s.goal))

@@ -1,0 +1,1 @@
+"""Thin rclpy adapters around robot_rl: msg <-> numpy, parameters, timers."""

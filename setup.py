@@ -1,0 +1,70 @@
+"""robot_rl — off-policy RL training service for real robot arms on ROS 2.
+
+One setup.py serves both install paths:
+  * ``pip install -e .`` in a venv (the Makefile does this);
+  * ``colcon build`` in a ROS 2 workspace (ament_python: package.xml, resource marker,
+    launch + config files as data files, node executables under lib/robot_rl).
+
+The repository folders ``sim/`` and ``ros_nodes/`` install as ``robot_rl.sim`` and
+``robot_rl.ros_nodes`` so that no generic top-level name lands in site-packages.
+"""
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "robot_rl"
+
+# Node executables (console scripts). colcon installs them under lib/robot_rl so that
+# `ros2 run robot_rl <name>` and launch files find them; pip puts them in the venv's bin/.
+NODES: dict[str, str] = {}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Off-policy RL training service for real robot arms on ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=[
+        "robot_rl",
+        "robot_rl.tasks",
+        "robot_rl.sim",
+        "robot_rl.ros_nodes",
+    ],
+    package_dir={
+        "robot_rl": "robot_rl",
+        "robot_rl.sim": "sim",
+        "robot_rl.ros_nodes": "ros_nodes",
+    },
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/launch/config", glob("launch/config/*.yaml")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "pydantic>=2.5",
+        "pyyaml>=6",
+        "gymnasium>=1.0",
+        "pybullet>=3.2.5",
+        "pin>=2.7",
+        "zarr>=3.0",
+        "safetensors>=0.4",
+        "torch>=2.2",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
+            "colcon-common-extensions>=0.3",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "robot-rl = robot_rl.cli:main",
+            *(f"{name} = {target}" for name, target in NODES.items()),
+        ],
+    },
+    zip_safe=False,
+)

@@ -1,0 +1,140 @@
+"""Gymnasium environments: ``PandaReach-v0`` and ``PandaPush-v0`` (one simulated Panda).
+
+The env is a thin loop around three ROS-free pieces that the real robot shares: the task
+(:mod:`robot_rl.tasks`: observation, reward, success), the action map
+(:mod:`robot_rl.actions`) and the PyBullet world (:mod:`robot_rl.sim.panda`).
+
+Episode ends are kept apart, as DESIGN §8 and every off-policy learner need:
+``terminated`` — success with ``task.terminate_on_success`` (no bootstrap);
+``truncated`` — the time limit ``task.max_steps`` (bootstrap through it).
+
+``info`` carries ``is_success``, ``distance`` and ``joint_velocities`` (the command applied).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.actions import ActionMapper
+from robot_rl.config import Config, config_from_dict
+from robot_rl.sim.panda import PandaWorld
+from robot_rl.tasks import TaskSnapshot, make_task
+
+
+def _with_overrides(config: Config | None, task: dict[str, Any]) -> Config:
+    base = (config or Config()).model_dump(mode="json")
+    if task:
+        base["task"] = {**base["task"], **task}
+    return config_from_dict(base, source="PandaEnv arguments")
+
+
+class PandaEnv(gym.Env):
+    """One Panda, one task, joint-velocity control at ``sim.control_hz``.
+
+    Args:
+        config: the full run config (defaults if None).
+        task, reward, action_mode, max_steps: shortcuts that override ``config.task``.
+        render_mode: None or ``"rgb_array"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        task: str | None = None,
+        reward: str | None = None,
+        action_mode: str | None = None,
+        max_steps: int | None = None,
+        render_mode: str | None = None,
+    ):
+        overrides = {k: v for k, v in (("name", task), ("reward", reward),
+                                       ("action_mode", action_mode), ("max_steps", max_steps))
+                     if v is not None}
+        self.config = _with_overrides(config, overrides)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode: expected one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}")
+        self.render_mode = render_mode
+        cfg = self.config
+        self.metadata = {**self.metadata, "render_fps": cfg.sim.control_hz}
+        self.task = make_task(cfg.task, cfg.robot)
+        self.mapper = ActionMapper(cfg.task, cfg.robot)
+        self.world = PandaWorld(cfg.sim, cfg.robot, num_robots=1,
+                                with_objects=self.task.has_object, object_size=cfg.task.object_size)
+        self.observation_space = self.task.observation_spec.to_gym()
+        self.action_space = self.mapper.spec.to_gym()
+        self._max_steps = cfg.task.max_steps
+        self._terminate_on_success = cfg.task.terminate_on_success
+        lim = cfg.robot.limits
+        # Home-pose noise stays inside the position limits with a small margin.
+        self._home = np.asarray(cfg.robot.home, dtype=np.float64)
+        self._q_lo = np.asarray(lim.q_min) + 0.05
+        self._q_hi = np.asarray(lim.q_max) - 0.05
+        self._goal = np.zeros(3)
+        self._steps = 0
+        self._needs_reset = True
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _snapshot(self) -> TaskSnapshot:
+        q, dq = self.world.joint_state(0)
+        return TaskSnapshot(q=q, dq=dq, ee_pos=self.world.ee_position(0), goal=self._goal,
+                            object_pose=self.world.object_pose(0))
+
+    @property
+    def goal(self) -> np.ndarray:
+        return self._goal.copy()
+
+    def snapshot(self) -> TaskSnapshot:
+        """The current state as the task sees it (for scripted controllers and tests)."""
+        return self._snapshot()
+
+    # -- gym API ----------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        rng = self.np_random
+        noise = self.config.sim.home_noise
+        q0 = np.clip(self._home + rng.uniform(-noise, noise, size=self._home.shape),
+                     self._q_lo, self._q_hi)
+        self._goal = self.task.sample_goal(rng)
+        self.world.reset_robot(0, q0)
+        obj = self.task.sample_object(rng)
+        if obj is not None:
+            self.world.set_object_pose(0, obj)
+        self._steps = 0
+        self._needs_reset = False
+        s = self._snapshot()
+        d = self.task.distance(s)
+        return self.task.observation(s), {"is_success": False, "distance": d,
+                                          "goal": self._goal.copy()}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("step() called before reset() or after the episode ended")
+        q, _ = self.world.joint_state(0)
+        dq_cmd = self.mapper.to_joint_velocities(action, q)
+        self.world.set_joint_velocities(0, dq_cmd)
+        self.world.step()
+        self._steps += 1
+        s = self._snapshot()
+        d = self.task.distance(s)
+        success = d < self.task.config.success_threshold
+        reward = self.task.reward(s)
+        terminated = bool(success and self._terminate_on_success)
+        truncated = bool(self._steps >= self._max_steps and not terminated)
+        self._needs_reset = terminated or truncated
+        info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd}
+        return self.task.observation(s), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return self.world.render(0)
+        return None
+
+    def close(self):
+        self.world.close()
