@@ -16,7 +16,9 @@ PACKAGE = "robot_rl"
 
 # Node executables (console scripts). colcon installs them under lib/robot_rl so that
 # `ros2 run robot_rl <name>` and launch files find them; pip puts them in the venv's bin/.
-NODES: dict[str, str] = {}
+NODES: dict[str, str] = {
+    "sim_robot_node": "robot_rl.ros_nodes.sim_robot_node:main",
+}
 
 setup(
     name=PACKAGE,

@@ -54,7 +54,7 @@ class _Bullet:
         pybullet.disconnect(physicsClientId=self.cid)
 
     def set_q(self, urdf_joint_names: tuple[str, ...], q: np.ndarray) -> None:
-        for name, value in zip(urdf_joint_names, q):
+        for name, value in zip(urdf_joint_names, q, strict=True):
             pybullet.resetJointState(
                 self.body, self.joint_index[name], float(value), 0.0, physicsClientId=self.cid
             )
@@ -72,7 +72,7 @@ class _Bullet:
         """Linear Jacobian at ``link``'s frame origin, columns in ``urdf_joint_names`` order."""
         idx = self.link_index[link]
         positions = {name: 0.0 for name in self.dof_names}  # unlisted joints (fingers) at 0
-        positions.update(zip(urdf_joint_names, (float(v) for v in q)))
+        positions.update(zip(urdf_joint_names, (float(v) for v in q), strict=True))
         all_q = [positions[name] for name in self.dof_names]
         zeros = [0.0] * len(all_q)
         linear, _angular = pybullet.calculateJacobian(

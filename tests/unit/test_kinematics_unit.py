@@ -143,7 +143,7 @@ def test_batched_positions_equal_single_calls(panda):
     qs = _random_qs("panda", 16, seed=4)
     out = panda.ee_positions(qs)
     assert out.shape == (16, 3)
-    for q, p in zip(qs, out):
+    for q, p in zip(qs, out, strict=True):
         np.testing.assert_array_equal(p, panda.ee_position(q))
     assert panda.ee_positions(np.zeros((0, 7))).shape == (0, 3)
 
@@ -233,10 +233,12 @@ def test_unknown_link_lists_the_links(panda):
 
 def _panda_like(**overrides) -> SimpleNamespace:
     p = RobotProfile(name="panda")
-    fields = dict(
-        urdf=p.urdf, urdf_joint_names=p.urdf_joint_names, ee_link=p.ee_link,
-        joint_names=p.joint_names,
-    )
+    fields = {
+        "urdf": p.urdf,
+        "urdf_joint_names": p.urdf_joint_names,
+        "ee_link": p.ee_link,
+        "joint_names": p.joint_names,
+    }
     fields.update(overrides)
     return SimpleNamespace(**fields)
 
@@ -322,7 +324,10 @@ def planar(tmp_path) -> Kinematics:
     path.write_text(PLANAR_URDF)
     # Profile order reversed with respect to the URDF: q = (q_elbow, q_shoulder).
     profile = SimpleNamespace(
-        urdf=str(path), urdf_joint_names=("j2", "j1"), ee_link="tip", joint_names=("elbow", "shoulder")
+        urdf=str(path),
+        urdf_joint_names=("j2", "j1"),
+        ee_link="tip",
+        joint_names=("elbow", "shoulder"),
     )
     return Kinematics.from_profile(profile)
 
@@ -373,8 +378,9 @@ def test_imports_without_pybullet_and_rclpy():
     )
     pythonpath = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
         env={**os.environ, "PYTHONPATH": pythonpath},
     )
     assert out.returncode == 0, out.stderr
-    np.testing.assert_allclose([float(x) for x in out.stdout.split()], [0.088, 0.0, 0.821], atol=1e-6)
+    printed = [float(x) for x in out.stdout.split()]
+    np.testing.assert_allclose(printed, [0.088, 0.0, 0.821], atol=1e-6)

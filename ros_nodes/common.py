@@ -1,0 +1,52 @@
+"""Small pieces every node shares: executor choice, topic-name resolution, QoS profiles."""
+from __future__ import annotations
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+
+#: Robot state streams: reliable publishers (compatible with SensorDataQoS best-effort readers).
+STATE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
+                       history=HistoryPolicy.KEEP_LAST)
+#: Commands: reliable, depth 1 (only the newest command matters).
+COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         history=HistoryPolicy.KEEP_LAST)
+#: Latched topics (policy weights, e-stop state): a late subscriber gets the newest at once.
+LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def qualify(namespace: str, name: str) -> str:
+    """Fully qualified name of a per-robot topic: relative ``name`` under ``namespace``.
+
+    Absolute names (``/rl/transitions``) are shared and returned unchanged.
+    """
+    if name.startswith("/"):
+        return name
+    ns = namespace.strip("/")
+    return f"/{ns}/{name}" if ns else f"/{name}"
+
+
+def make_executor():
+    """The EventsExecutor where available (several times faster for high-rate topics)."""
+    try:
+        from rclpy.experimental import EventsExecutor
+
+        return EventsExecutor()
+    except ImportError:  # pragma: no cover - older rclpy without the experimental executor
+        from rclpy.executors import SingleThreadedExecutor
+
+        return SingleThreadedExecutor()
+
+
+def spin(executor, node=None) -> None:
+    """Spin until shutdown (Ctrl-C / SIGTERM / rclpy.shutdown()).
+
+    Loops ``spin_once``: with the Kilted wheels' ``EventsExecutor``, ``spin()`` never fires
+    timers (measured: 0 ticks of a 20 Hz timer in 1 s), while ``spin_once`` fires both timers and
+    subscriptions.
+    """
+    if node is not None:
+        executor.add_node(node)
+    import rclpy
+
+    while rclpy.ok():
+        executor.spin_once(timeout_sec=0.1)

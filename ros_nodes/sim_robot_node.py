@@ -1,0 +1,186 @@
+"""sim_robot_node: every simulated Panda behind franka_ros2-style topics, and the one /clock.
+
+Per robot ``i`` under its namespace (``robot_namespaces``; the root namespace for one robot):
+
+* publishes ``joint_states`` (``sensor_msgs/JointState``, profile joint order, reliable),
+  ``task_state`` (``robot_rl_interfaces/TaskState``: goal, object pose, episode);
+* subscribes ``joint_velocity_controller/commands`` (``std_msgs/Float64MultiArray``, one value
+  per joint), handled like ros2_control's ``JointGroupVelocityController``: held until the next
+  command, a wrong-length or non-finite command is refused with a log line;
+* serves ``reset_episode`` (``std_srvs/Trigger``): home pose + seeded noise, new goal/object.
+
+and ``/clock`` (``rosgraph_msgs/Clock``) for all. ``sim.clock`` picks the pacing:
+``realtime`` steps on a wall timer at ``sim.control_hz``; ``lockstep`` steps as soon as every
+robot's command for the step has arrived, or after ``sim.lockstep_timeout`` seconds.
+
+The logic lives in :class:`robot_rl.sim.multi.SimRobots`; this file only adapts it to ROS.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rcl_interfaces.msg import ParameterDescriptor
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64MultiArray
+from std_srvs.srv import Trigger
+
+from robot_rl.config import ConfigError
+from robot_rl.ros_nodes.common import COMMAND_QOS, STATE_QOS, make_executor, qualify, spin
+from robot_rl.ros_nodes.params import declare_config
+from robot_rl.sim.multi import SimRobots
+from robot_rl_interfaces.msg import TaskState
+
+class SimRobotNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("sim_robot_node", **kwargs)
+        self.cfg = declare_config(self, ("robot", "task", "sim", "run"))
+        n = self.cfg.sim.num_robots
+        default_ns = [""] if n == 1 else [f"robot_{i}" for i in range(n)]
+        d = ParameterDescriptor(description="namespace of each sim robot ('' = root namespace)",
+                                dynamic_typing=True)
+        namespaces = list(self.declare_parameter("robot_namespaces", default_ns, d).value)
+        if len(namespaces) != n:
+            raise ConfigError(
+                f"robot_namespaces: {len(namespaces)} names for sim.num_robots = {n} robots"
+            )
+        topics = {
+            "joint_states_topic": ("joint_states", "per-robot joint state topic"),
+            "command_topic": ("joint_velocity_controller/commands", "per-robot command topic"),
+            "task_state_topic": ("task_state", "per-robot task state topic"),
+            "reset_service": ("reset_episode", "per-robot episode reset service"),
+        }
+        names = {k: self.declare_parameter(k, v, ParameterDescriptor(description=doc)).value
+                 for k, (v, doc) in topics.items()}
+        self.sim = SimRobots(self.cfg, num_robots=n)
+        self.namespaces = namespaces
+        self.joint_names = list(self.cfg.robot.joint_names)
+        self.lockstep = self.cfg.sim.clock == "lockstep"
+
+        self.clock_pub = self.create_publisher(Clock, "/clock", 10)
+        self.state_pubs, self.task_pubs = [], []
+        for i, ns in enumerate(namespaces):
+            self.state_pubs.append(self.create_publisher(
+                JointState, qualify(ns, names["joint_states_topic"]), STATE_QOS))
+            self.task_pubs.append(self.create_publisher(
+                TaskState, qualify(ns, names["task_state_topic"]), STATE_QOS))
+            self.create_subscription(
+                Float64MultiArray, qualify(ns, names["command_topic"]),
+                lambda msg, i=i: self.on_command(i, msg), COMMAND_QOS)
+            self.create_service(Trigger, qualify(ns, names["reset_service"]),
+                                lambda req, resp, i=i: self.on_reset(i, req, resp))
+
+        period = self.cfg.sim.control_dt
+        self._last_step = time.monotonic()
+        if self.lockstep:
+            # Check the lockstep timeout a few times per timeout interval.
+            self.create_timer(min(period, self.cfg.sim.lockstep_timeout / 4), self.on_lockstep_timer)
+        else:
+            self.create_timer(period, self.on_realtime_tick)
+        self.timeouts = 0
+        self.publish_states()
+        self.get_logger().info(
+            f"{n} sim robot(s) {namespaces} task={self.cfg.task.name} clock={self.cfg.sim.clock} "
+            f"control_hz={self.cfg.sim.control_hz:g} substeps={self.cfg.sim.substeps}"
+        )
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    def on_command(self, i: int, msg: Float64MultiArray) -> None:
+        try:
+            self.sim.set_command(i, msg.data)
+        except ValueError as e:
+            self.get_logger().error(f"{e}; keeping the previous command",
+                                    throttle_duration_sec=1.0)
+            return
+        if self.lockstep and self.sim.all_arrived():
+            self.advance()
+
+    def on_lockstep_timer(self) -> None:
+        if time.monotonic() - self._last_step >= self.cfg.sim.lockstep_timeout:
+            self.timeouts += 1
+            missing = [self.namespaces[i] or "/" for i in self.sim.missing()]
+            self.get_logger().warn(
+                f"lockstep: no command from {missing} within {self.cfg.sim.lockstep_timeout:g} s; "
+                "advancing with the held commands", throttle_duration_sec=5.0)
+            self.advance()
+
+    def on_realtime_tick(self) -> None:
+        self.advance()
+
+    def on_reset(self, i: int, _req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        st = self.sim.reset(i)
+        self.publish_robot(i)
+        resp.success = True
+        resp.message = f"episode {st.episode}: goal {[round(float(g), 4) for g in st.goal]}"
+        return resp
+
+    # -- stepping and publishing ------------------------------------------------------------
+
+    def advance(self) -> None:
+        self.sim.step()
+        self._last_step = time.monotonic()
+        self.publish_states()
+
+    def _stamp(self):
+        if self.lockstep:
+            t = self.sim.sim_time_ns
+            from builtin_interfaces.msg import Time
+
+            return Time(sec=t // 1_000_000_000, nanosec=t % 1_000_000_000)
+        return self.get_clock().now().to_msg()
+
+    def publish_states(self) -> None:
+        clock = Clock()
+        clock.clock = self._stamp()
+        self.clock_pub.publish(clock)
+        for i in range(self.sim.num_robots):
+            self.publish_robot(i, clock.clock)
+
+    def publish_robot(self, i: int, stamp=None) -> None:
+        stamp = stamp or self._stamp()
+        st = self.sim.state(i)
+        js = JointState()
+        js.header.stamp = stamp
+        js.name = self.joint_names
+        js.position = st.q.tolist()
+        js.velocity = st.dq.tolist()
+        self.state_pubs[i].publish(js)
+        ts = TaskState()
+        ts.stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        ts.task_name = self.cfg.task.name
+        ts.goal = st.goal.tolist()
+        ts.object_pose = [] if st.object_pose is None else st.object_pose.tolist()
+        ts.episode_id = st.episode
+        self.task_pubs[i].publish(ts)
+
+    def destroy_node(self):
+        self.sim.close()
+        super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SimRobotNode()
+        spin(make_executor(), node)
+    except ConfigError as e:
+        print(f"sim_robot_node: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
