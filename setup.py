@@ -6,7 +6,10 @@ One setup.py serves both install paths:
     launch + config files as data files, node executables under lib/robot_rl).
 
 The repository folders ``sim/`` and ``ros_nodes/`` install as ``robot_rl.sim`` and
-``robot_rl.ros_nodes`` so that no generic top-level name lands in site-packages.
+``robot_rl.ros_nodes`` (through the relative symlinks ``robot_rl/sim -> ../sim`` and
+``robot_rl/ros_nodes -> ../ros_nodes``), so that no generic top-level name lands in
+site-packages. Symlinks rather than ``package_dir`` because ``colcon build --symlink-install``
+(setuptools develop mode) cannot remap subpackages.
 """
 from glob import glob
 
@@ -32,11 +35,6 @@ setup(
         "robot_rl.sim",
         "robot_rl.ros_nodes",
     ],
-    package_dir={
-        "robot_rl": "robot_rl",
-        "robot_rl.sim": "sim",
-        "robot_rl.ros_nodes": "ros_nodes",
-    },
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
