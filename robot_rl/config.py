@@ -308,11 +308,34 @@ class AgentConfig(_Section):
 
 
 class ReplayConfig(_Section):
-    """The zarr replay store and its sampler."""
+    """The zarr replay store and its sampler (robot_rl.replay)."""
 
     capacity: int = Field(1_000_000, gt=0, description="online rows kept for sampling")
     chunk_rows: int = Field(4096, gt=0, description="rows per zarr chunk along time")
     flush_interval: float = Field(0.5, gt=0, description="partial chunks are committed this often (s)")
+    fsync: bool = Field(
+        True, description="fsync chunks, directories and the commit marker before a commit "
+        "counts (survives power loss; a killed process is safe without it)"
+    )
+    max_uncommitted_rows: int = Field(
+        65_536, gt=0, description="commit as soon as this many accepted rows wait, between timer "
+        "flushes (bounds the writer's memory)"
+    )
+    check_bounds: bool = Field(
+        True, description="refuse rows whose observation/action lie outside the spec's bounds"
+    )
+    prioritized: bool = Field(False, description="prioritized replay (sum-tree) instead of uniform")
+    per_alpha: float = Field(0.6, ge=0, description="PER: priority exponent alpha (0: uniform)")
+    per_beta0: float = Field(
+        0.4, ge=0, le=1, description="PER: importance-weight exponent beta at the start"
+    )
+    per_beta_steps: int = Field(
+        100_000, gt=0, description="PER: sample() calls over which beta anneals linearly to 1"
+    )
+    per_eps: float = Field(1e-3, gt=0, description="PER: epsilon added to every priority")
+    per_demo_eps: float = Field(
+        1.0, ge=0, description="PER: extra epsilon for demo/intervention rows (DDPGfD's eps_D)"
+    )
 
 
 # --------------------------------------------------------------------------- run
