@@ -24,4 +24,17 @@ from robot_rl.replay.lock import StoreLockedError
 __all__ = [
     "COLUMN_NAMES", "SCHEMA_VERSION", "Source", "transition_dtype", "AppendResult", "CommitInfo",
     "ReplayReader", "ReplayWriter", "StoreError", "StoreLockedError", "WriterStats", "lock_path",
+    "ReplayMirror", "ReplaySampler", "Batch",
 ]
+
+_LAZY = {"ReplayMirror": "robot_rl.replay.mirror", "ReplaySampler": "robot_rl.replay.sampler",
+         "Batch": "robot_rl.replay.sampler"}
+
+
+def __getattr__(name: str):
+    # The sampler needs torch (seconds to import); the writer process should not pay for it.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'robot_rl.replay' has no attribute {name!r}")
