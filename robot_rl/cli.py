@@ -122,6 +122,61 @@ def cmd_sim_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- replay
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def cmd_replay_info(args: argparse.Namespace) -> int:
+    from robot_rl.replay.inspect import store_info
+
+    info = store_info(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    c = info["commit"]
+    src = info["rows_by_source"]
+    print(f"replay store {info['path']} (schema {info['schema_version']}, created {info['created']})")
+    print(f"  commit point: {c['rows']} rows (commit #{c['commit']}, {c['time']}), "
+          f"{c['sessions_acked']} actor sessions acknowledged")
+    print(f"  rows by source: policy {src['policy']}, demo {src['demo']}, "
+          f"intervention {src['intervention']}")
+    print(f"  episodes: {info['episodes']} (terminated {info['episode_ends']['terminated']}, "
+          f"truncated {info['episode_ends']['truncated']}); robots: "
+          + (", ".join(f"{k}: {v} rows" for k, v in info["robots"].items()) or "none"))
+    print(f"  observation: {info['observation']['dim']} ({', '.join(info['observation']['names'])})")
+    print(f"  action: {info['action']['dim']} ({', '.join(info['action']['names'])})")
+    print(f"  chunks: {info['chunk_rows']} rows; allocated {info['allocated_rows']} rows; "
+          f"size on disk {_human_bytes(info['size_on_disk_bytes'])}")
+    print(f"  writer: {info['writer']}")
+    return 0
+
+
+def cmd_replay_verify(args: argparse.Namespace) -> int:
+    from robot_rl.replay.inspect import verify
+
+    res = verify(args.path)
+    if args.json:
+        print(json.dumps({"path": args.path, "ok": res.ok, "rows": res.rows,
+                          "problems": res.problems, "notes": res.notes}, indent=2))
+    else:
+        for note in res.notes:
+            print(f"note: {note}")
+        for problem in res.problems:
+            print(f"PROBLEM: {problem}")
+        print(f"{'ok' if res.ok else 'DAMAGED'}: {args.path}: {res.rows} committed rows, "
+              f"{len(res.problems)} problem(s)")
+    return 0 if res.ok else 1
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -166,8 +221,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", "-v", action="store_true", help="one line per episode")
     p.set_defaults(func=cmd_sim_rollout)
 
+    p_rep = sub.add_parser("replay", help="inspect or check a replay store (zarr)",
+                           description="Inspect or check a replay store (runs/<name>/replay.zarr). "
+                           "Read-only: safe while the replay node writes.")
+    rep_sub = p_rep.add_subparsers(dest="replay_command", metavar="SUBCOMMAND")
+    p = rep_sub.add_parser("info", help="rows by source, episodes, robots, size, commit point",
+                           description="Summarise a replay store: commit point, rows by source, "
+                           "episodes, robots, spec, size on disk, whether a writer is open.")
+    p.add_argument("path", metavar="PATH", help="store directory or fsspec URL")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_replay_info)
+    p = rep_sub.add_parser("verify", help="integrity check; exit 1 if the store is damaged",
+                           description="Check a replay store: commit marker vs array lengths, "
+                           "dtypes and shapes, spec present, chunk files, values (finite, valid "
+                           "sources and booleans), uniqueness of (robot_id, actor_session, seq). "
+                           "Exit status 0: intact, 1: damaged, 2: not a replay store.")
+    p.add_argument("path", metavar="PATH", help="store directory or fsspec URL")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=cmd_replay_verify)
+
     # Subcommand groups without a subcommand print their help.
-    for grp in (p_cfg, p_sim):
+    for grp in (p_cfg, p_sim, p_rep):
         grp.set_defaults(func=lambda _a, g=grp: (g.print_help(), 2)[1])
     return parser
 
