@@ -264,6 +264,9 @@ class SafetyConfig(_Section):
         default_factory=lambda: Box3(low=(0.1, -0.6, 0.02), high=(0.85, 0.6, 0.9)),
         description="end-effector must stay in this box (robot base frame, m)",
     )
+    workspace_enabled: bool = Field(
+        True, description="enforce the workspace box (forward kinematics every output period)"
+    )
     ee_speed_max: float | None = Field(
         0.2, gt=0, description="end-effector speed limit (m/s); null disables it"
     )
