@@ -16,6 +16,10 @@ page cache. :class:`DurableLocalStore` therefore writes every key as
    directory (renames and newly created directories become durable) -- the writer calls it once
    per commit, before it writes the commit marker with the same procedure.
 
+:meth:`DurableLocalStore.put_many` does the same for a set of keys with the fsyncs of all their
+temp files issued together from a small thread pool (concurrent fsyncs share the filesystem's
+journal commits; measured here ~1.5x faster than one after the other).
+
 With ``fsync=False`` steps 2 and 4 are skipped: still atomic and still safe against a killed
 process (the page cache survives a SIGKILL), but not against a power cut.
 
@@ -110,17 +114,8 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview, *, fsync: boo
 
     On any error the temp file is removed and the old ``path`` (if any) is untouched.
     """
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    fd, tmp = _open_temp_and_write(path, data)
     try:
-        view = memoryview(data).cast("B")
-        if _HOOK is not None and len(view) > 1:
-            half = len(view) // 2
-            _write_all(fd, view[:half])
-            _HOOK.mid_write()
-            _write_all(fd, view[half:])
-        else:
-            _write_all(fd, view)
         if fsync:
             os.fsync(fd)
         os.close(fd)
@@ -134,6 +129,26 @@ def write_atomic(path: Path, data: bytes | bytearray | memoryview, *, fsync: boo
         except FileNotFoundError:
             pass
         raise
+
+
+def _open_temp_and_write(path: Path, data: bytes | bytearray | memoryview) -> tuple[int, Path]:
+    """Create ``path``'s temp file and write ``data`` into it; return (open fd, temp path)."""
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data).cast("B")
+        if _HOOK is not None and len(view) > 1:
+            half = len(view) // 2
+            _write_all(fd, view[:half])
+            _HOOK.mid_write()
+            _write_all(fd, view[half:])
+        else:
+            _write_all(fd, view)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return fd, tmp
 
 
 def fsync_dir(path: Path) -> None:
@@ -173,6 +188,7 @@ class DurableLocalStore(LocalStore):
         super().__init__(root, read_only=read_only)
         self.fsync = fsync
         self._dirty_dirs: set[Path] = set()
+        self._pool = None
 
     def with_read_only(self, read_only: bool = False) -> DurableLocalStore:
         return type(self)(root=self.root, read_only=read_only, fsync=self.fsync)
@@ -197,11 +213,33 @@ class DurableLocalStore(LocalStore):
     def sync_dirs(self) -> None:
         """fsync every directory that got a new entry since the last call (if ``fsync``)."""
         dirs, self._dirty_dirs = self._dirty_dirs, set()
-        if not self.fsync:
+        if not self.fsync or not dirs:
             return
         # Deepest first: a new directory's own entries before its entry in the parent.
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            fsync_dir(d)
+        by_depth: dict[int, list[Path]] = {}
+        for d in dirs:
+            by_depth.setdefault(len(d.parts), []).append(d)
+        for depth in sorted(by_depth, reverse=True):
+            self._parallel(fsync_dir, by_depth[depth])
+
+    def close(self) -> None:
+        """Stop the fsync threads (the store stays usable; they restart on demand)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        super().close()
+
+    def _parallel(self, fn, items: list) -> None:
+        """Run ``fn`` over ``items`` in threads: concurrent fsyncs share journal commits."""
+        if len(items) == 1:
+            fn(items[0])
+            return
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="replay-fsync")
+        for _ in self._pool.map(fn, items):
+            pass
 
     # -- writes
 
@@ -212,6 +250,37 @@ class DurableLocalStore(LocalStore):
         self._ensure_dir(path.parent)
         write_atomic(path, data, fsync=self.fsync)
         self._dirty_dirs.add(path.parent)
+
+    def put_many(self, items: list[tuple[str, bytes | bytearray | memoryview]]) -> None:
+        """Write several keys: every temp file first, then fsync them all at once (threads),
+        then rename each over its key. Each key is replaced atomically, as with
+        :meth:`put_bytes`; the set as a whole is not (the commit marker is what makes a set of
+        chunks visible together). A failure removes the temp files not yet renamed."""
+        self._check_writable()
+        pending: list[tuple[int, Path, Path]] = []
+        try:
+            for key, data in items:
+                path = self.root / key
+                self._ensure_dir(path.parent)
+                fd, tmp = _open_temp_and_write(path, data)
+                pending.append((fd, tmp, path))
+            if self.fsync:
+                self._parallel(os.fsync, [fd for fd, _, _ in pending])
+        except BaseException:
+            for fd, tmp, _ in pending:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+            raise
+        for fd, _, _ in pending:
+            os.close(fd)
+        for i, (_, tmp, path) in enumerate(pending):
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                for _, t, _ in pending[i:]:
+                    t.unlink(missing_ok=True)
+                raise
+            self._dirty_dirs.add(path.parent)
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._ensure_open_sync()

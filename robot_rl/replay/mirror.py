@@ -158,6 +158,9 @@ class ReplayMirror:
         first_kept_rank = self.online_seen + n_on - self.capacity  # ranks below this: not kept
         rank = self.online_seen + np.cumsum(online) - 1
         keep = ~online | (rank >= first_kept_rank)
+        # room for every kept row at once: growing block by block would copy the arrays and
+        # hold two copies at the peak (an upper bound: rows that evict reuse slots)
+        self._grow_slots(self.n_slots + int(keep.sum()))
         written: list[np.ndarray] = []
         for a in range(start, length, self.block_rows):
             b = min(a + self.block_rows, length)

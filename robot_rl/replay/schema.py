@@ -238,7 +238,8 @@ def validate_columns(
     bounds by more than ``tolerance`` (``<field>.out_of_bounds``).
 
     Raises ``ValueError`` only for usage errors: unknown/missing columns, or columns whose
-    lengths differ.
+    lengths differ. Columns given in the store's dtype are used as they are (the result may
+    share memory with the input); the checks that such a dtype makes moot are skipped.
     """
     check_column_names(cols)
     arrays: dict[str, np.ndarray | None] = {}
@@ -263,72 +264,102 @@ def validate_columns(
 
     for c in COLUMNS:
         shape = (n, dims[c.vector]) if c.vector else (n,)
-        dst = np.zeros(shape, c.dtype)
-        out[c.name] = dst
         if c.name not in cols:
-            dst[:] = OPTIONAL_FIELDS[c.name]
+            out[c.name] = np.full(shape, OPTIONAL_FIELDS[c.name], c.dtype)
             continue
         a = arrays[c.name]
         if a is None or a.shape != shape or a.dtype.kind not in "biuf":
+            out[c.name] = np.zeros(shape, c.dtype)
             got = "a non-numeric value" if a is None or a.dtype.kind not in "biuf" else \
                 f"shape {a.shape[1:] if a.ndim else a.shape}"
             want = f"({shape[1]},)" if c.vector else "a scalar per row"
             chk.fail_all(f"{c.name}.shape" if a is not None and a.dtype.kind in "biuf"
                          else f"{c.name}.dtype", f"{c.name}: expected {want}, got {got}")
             continue
+        exact = a.dtype == c.dtype  # the usual case: nothing to convert, no range to check
         if c.dtype.kind == "f":
-            with np.errstate(over="ignore", invalid="ignore"):
-                dst[:] = a
-            finite = np.isfinite(dst)
-            if finite.ndim == 2:
-                bad = ~finite.all(axis=1)
-                chk.fail(bad, f"{c.name}.non_finite", lambda i, d=dst, f=finite, nm=c.name:
-                         _vector_msg(nm, specs[nm], d[i], ~f[i], "is not finite"))
+            if exact:
+                dst = a
             else:
-                chk.fail(~finite, f"{c.name}.non_finite",
-                         lambda i, nm=c.name, src=a: f"{nm} is not finite: {src[i]}")
+                dst = np.empty(shape, c.dtype)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    dst[:] = a
+            out[c.name] = dst
+            if not np.isfinite(dst).all():
+                finite = np.isfinite(dst)
+                if finite.ndim == 2:
+                    chk.fail(~finite.all(axis=1), f"{c.name}.non_finite",
+                             lambda i, d=dst, f=finite, nm=c.name:
+                             _vector_msg(nm, specs[nm], d[i], ~f[i], "is not finite"))
+                else:
+                    chk.fail(~finite, f"{c.name}.non_finite",
+                             lambda i, nm=c.name, src=a: f"{nm} is not finite: {src[i]}")
             if check_bounds and c.vector:
                 sp = specs[c.name]
+                lo, hi = sp.low - tolerance, sp.high + tolerance
                 with np.errstate(invalid="ignore"):
-                    outside = (dst < sp.low - tolerance) | (dst > sp.high + tolerance)
-                chk.fail(outside.any(axis=1), f"{c.name}.out_of_bounds",
-                         lambda i, d=dst, o=outside, nm=c.name, sp=sp: _bounds_msg(nm, sp, d[i], o[i]))
+                    if (dst < lo).any() or (dst > hi).any():
+                        outside = (dst < lo) | (dst > hi)
+                        chk.fail(outside.any(axis=1), f"{c.name}.out_of_bounds",
+                                 lambda i, d=dst, o=outside, nm=c.name, sp=sp:
+                                 _bounds_msg(nm, sp, d[i], o[i]))
         elif c.dtype.kind == "b":
+            if exact:
+                out[c.name] = a
+                continue
             if a.dtype.kind == "f":
+                out[c.name] = np.zeros(shape, c.dtype)
                 chk.fail_all(f"{c.name}.dtype", f"{c.name}: expected bool, got {a.dtype}")
                 continue
             bad = (a != 0) & (a != 1)
             chk.fail(bad, f"{c.name}.not_bool",
                      lambda i, nm=c.name, src=a: f"{nm} must be true/false (0/1), got {src[i]}")
-            dst[:] = a.astype(bool)
+            out[c.name] = a.astype(bool)
         else:  # integer columns
-            if a.dtype.kind == "f":
+            if exact:
+                dst = a
+            elif a.dtype.kind == "f":
+                out[c.name] = np.zeros(shape, c.dtype)
                 chk.fail_all(f"{c.name}.dtype",
                              f"{c.name}: expected integers ({c.dtype.name}), got {a.dtype}")
                 continue
-            info = np.iinfo(c.dtype)
-            if a.dtype.kind == "b":
-                a = a.astype(np.uint8)
-            bad = _out_of_int_range(a, info)
-            chk.fail(bad, f"{c.name}.out_of_range",
-                     lambda i, nm=c.name, src=a, inf=info:
-                     f"{nm} = {src[i]} is outside [{inf.min}, {inf.max}] ({inf.dtype})")
-            dst[~bad] = a[~bad]
-            if c.name == "source":
-                unknown = dst > max(Source)
-                chk.fail(unknown, "source.unknown",
+            else:
+                info = _iinfo(c.dtype)
+                if a.dtype.kind == "b":
+                    a = a.astype(np.uint8)
+                bad = _out_of_int_range(a, info)
+                chk.fail(bad, f"{c.name}.out_of_range",
+                         lambda i, nm=c.name, src=a, inf=info:
+                         f"{nm} = {src[i]} is outside [{inf.min}, {inf.max}] ({inf.dtype})")
+                dst = np.zeros(shape, c.dtype)
+                dst[~bad] = a[~bad]
+            out[c.name] = dst
+            if c.name == "source" and (dst > _MAX_SOURCE).any():
+                chk.fail(dst > _MAX_SOURCE, "source.unknown",
                          lambda i, d=dst: f"source = {d[i]} is not one of 0 (policy), 1 (demo), "
                          "2 (intervention)")
     return ValidationResult(out, chk.keep, chk.reasons, chk.examples, chk.failed)
 
 
+_MAX_SOURCE = int(max(Source))
+_IINFO: dict[np.dtype, np.iinfo] = {}
+
+
+def _iinfo(dtype: np.dtype) -> np.iinfo:
+    info = _IINFO.get(dtype)
+    if info is None:
+        info = _IINFO[dtype] = np.iinfo(dtype)
+    return info
+
+
 def _out_of_int_range(a: np.ndarray, info: np.iinfo) -> np.ndarray:
     """Elementwise ``a < info.min or a > info.max`` without overflow in the comparison."""
+    src = _iinfo(a.dtype)
     if a.dtype.kind == "u":
-        return a > info.max if np.iinfo(a.dtype).max > info.max else np.zeros(a.shape, bool)
+        return a > info.max if src.max > info.max else np.zeros(a.shape, bool)
     # signed input
-    bad = a < info.min if np.iinfo(a.dtype).min < info.min else np.zeros(a.shape, bool)
-    if np.iinfo(a.dtype).max > info.max:
+    bad = a < info.min if src.min < info.min else np.zeros(a.shape, bool)
+    if src.max > info.max:
         bad |= a > info.max
     return bad
 

@@ -526,8 +526,7 @@ class ReplayWriter:
         self._buf_len = marker.length - self._buf_start
         if self._buf_len:
             reader.read(self._buf_start, marker.length, COLUMN_NAMES, out=self._buf)
-        self._staged: dict[str, list] = {n: [] for n in COLUMN_NAMES}
-        self._n_staged = 0
+        self._staged: list[tuple] = []  # single rows waiting for vectorised validation
         self._last_flush = self._clock()
         self._dirty_acks = False
         self.recovered_lock_from = self._lock.recovered_from
@@ -550,9 +549,15 @@ class ReplayWriter:
         self._write_marker(CommitInfo(0, 0, time.time(), {}))
 
     def _resize_arrays(self, rows: int) -> None:
-        for name, arr in self._arrays.items():
-            if arr.shape[0] != rows:
-                arr.resize((rows, *arr.shape[1:]))
+        """Set every column array's length to ``rows`` (metadata only: no chunk is touched)."""
+        from zarr.core.sync import sync
+
+        todo = [a for a in self._arrays.values() if a.shape[0] != rows]
+        if todo:
+            async def resize_all() -> None:  # one event-loop round trip for all columns
+                await asyncio.gather(*[a._async_array.resize((rows, *a.shape[1:])) for a in todo])
+
+            sync(resize_all())  # AsyncArray.resize updates the arrays' metadata in place
         self._alloc = rows
 
     # ------------------------------------------------------------------ buffer
@@ -580,7 +585,7 @@ class ReplayWriter:
     @property
     def pending_rows(self) -> int:
         """Rows accepted (or staged for validation) but not yet committed."""
-        return self._buf_start + self._buf_len - self._committed + self._n_staged
+        return self._buf_start + self._buf_len - self._committed + len(self._staged)
 
     # ------------------------------------------------------------------ append paths
 
@@ -600,70 +605,64 @@ class ReplayWriter:
                policy_version: Any = 0, safety_rules: Any = 0) -> bool:
         """Append one transition; True if accepted, False if a duplicate or refused.
 
-        The fast path for one message at a time: the key and scalar types are checked here, the
-        row is staged, and the vector values (shape, finiteness, bounds) are checked vectorised
-        for all staged rows at the next flush; a row refused then is counted in
-        :attr:`stats` like any other (its key counts as handled: re-sending it is a duplicate).
+        The fast path for one message at a time: the key and the scalar types are checked here,
+        the row is staged, and its values (vector shapes, finiteness, bounds, integer ranges)
+        are checked vectorised with the other staged rows when they move to the write buffer
+        (at the next flush, or every 4096 rows). A row refused then is counted in :attr:`stats`
+        like any other, and its key counts as handled (re-sending it is a duplicate).
         """
-        self._check()
+        if self._broken is not None:
+            self._check()
+        index = operator.index
         try:
-            r = operator.index(robot_id)
-            s = operator.index(actor_session)
-            q = operator.index(seq)
+            r, s, q = index(robot_id), index(actor_session), index(seq)
         except TypeError:
             self._reject_key({"robot_id": robot_id, "actor_session": actor_session, "seq": seq})
             return False
-        if not (0 <= r <= 0xFFFF and 0 <= s < 2**64 and 0 <= q < 2**64):
+        if not (0 <= r <= 0xFFFF and 0 <= s <= _U64 and 0 <= q <= _U64):
             self._reject_key({"robot_id": r, "actor_session": s, "seq": q})
             return False
-        key = (r, s, q)
-        # scalar types (cheap Python checks; ranges are checked vectorised at flush)
         try:
-            ints = [operator.index(v) for v in (source, episode_id, step_index, stamp_ns,
-                                                policy_version, safety_rules)]
-        except TypeError:
-            vals = (source, episode_id, step_index, stamp_ns, policy_version, safety_rules)
-            bad = next(n for n, v in zip(_INT_FIELDS, vals) if not hasattr(v, "__index__"))
-            return self._reject_row(key, f"{bad}.dtype", f"{bad}: expected an integer")
-        try:
-            rew = float(reward)
+            row = (observation, action, next_observation, float(reward), terminated, truncated,
+                   index(source), r, s, q, index(episode_id), index(step_index), index(stamp_ns),
+                   index(policy_version), index(safety_rules))
         except (TypeError, ValueError):
-            return self._reject_row(key, "reward.dtype", f"reward: expected a number, got {reward!r}")
-        flags = []
-        for name, v in (("terminated", terminated), ("truncated", truncated)):
-            try:
-                ok = v is True or v is False or v in (0, 1)
-            except (TypeError, ValueError):
-                ok = False
-            if not ok:
-                return self._reject_row(key, f"{name}.not_bool",
-                                        f"{name} must be true/false (0/1), got {v!r}")
-            flags.append(bool(v))
-        if not self._dedup.check_and_add(r, s, q):
+            return self._refuse_scalars((r, s, q), reward, source, episode_id, step_index,
+                                        stamp_ns, policy_version, safety_rules)
+        if terminated.__class__ is not bool or truncated.__class__ is not bool:
+            flags = _as_flags(terminated, truncated)
+            if isinstance(flags, str):
+                return self._reject_row((r, s, q), f"{flags}.not_bool",
+                                        f"{flags} must be true/false (0/1), got "
+                                        f"{terminated if flags == 'terminated' else truncated!r}")
+            row = row[:4] + flags + row[6:]
+        # dedup (DedupIndex.check_and_add, inlined: this runs for every message)
+        st = self._dedup.sessions.get((r, s))
+        if st is None:
+            st = self._dedup.state(r, s)
+        if q <= st.wm or q in st.above:
             self.stats.duplicates += 1
             return False
-        st = self._staged
-        st["observation"].append(observation)
-        st["action"].append(action)
-        st["next_observation"].append(next_observation)
-        st["reward"].append(rew)
-        st["terminated"].append(flags[0])
-        st["truncated"].append(flags[1])
-        st["robot_id"].append(r)
-        st["actor_session"].append(s)
-        st["seq"].append(q)
-        st["source"].append(ints[0])
-        st["episode_id"].append(ints[1])
-        st["step_index"].append(ints[2])
-        st["stamp_ns"].append(ints[3])
-        st["policy_version"].append(ints[4])
-        st["safety_rules"].append(ints[5])
-        self._n_staged += 1
-        if self._n_staged >= 4096:
+        st.add(q)
+        self._staged.append(row)
+        if len(self._staged) >= 4096:
             self._drain_staged()
-        if self.pending_rows >= self.config.max_uncommitted_rows:
+        if self._buf_start + self._buf_len - self._committed + len(self._staged) \
+                >= self.config.max_uncommitted_rows:
             self.flush()
         return True
+
+    def _refuse_scalars(self, key: tuple, reward: Any, *ints: Any) -> bool:
+        """Find which scalar of a row is not a number and refuse the row for it."""
+        try:
+            float(reward)
+        except (TypeError, ValueError):
+            return self._reject_row(key, "reward.dtype", f"reward: expected a number, got {reward!r}")
+        for name, v in zip(_INT_FIELDS, ints):
+            if not hasattr(v, "__index__"):
+                return self._reject_row(key, f"{name}.dtype",
+                                        f"{name}: expected an integer, got {v!r}")
+        return self._reject_row(key, "row.dtype", "a scalar field is not a number")
 
     def _reject_key(self, key: dict[str, Any]) -> None:
         """Refuse a row whose dedup key itself is invalid (it cannot be marked handled)."""
@@ -687,11 +686,10 @@ class ReplayWriter:
 
     def _drain_staged(self) -> None:
         """Validate the staged single rows (vectorised) and move the good ones to the buffer."""
-        n = self._n_staged
-        if n == 0:
+        if not self._staged:
             return
-        st, self._staged = self._staged, {name: [] for name in COLUMN_NAMES}
-        self._n_staged = 0
+        staged, self._staged = self._staged, []
+        st = dict(zip(COLUMN_NAMES, zip(*staged)))
         cols: dict[str, Any] = {}
         pre_bad: list[tuple[np.ndarray, str, Callable[[int], str]]] = []
         for name in COLUMN_NAMES:
@@ -870,17 +868,30 @@ class ReplayWriter:
         first, last = committed // R, (end - 1) // R
         need = (last + 1) * R
         if need > self._alloc:
-            # grow the arrays ahead (geometrically) so metadata rewrites stay rare
-            self._resize_arrays(max(need, -(-int(self._alloc * 1.5) // R) * R, 8 * R))
+            # grow the arrays ahead (doubling) so metadata rewrites stay rare; rows allocated
+            # past the commit cost nothing on disk (chunks are written only when filled)
+            self._resize_arrays(max(need, 2 * self._alloc, 16 * R))
         self._reserve(need - self._buf_start)
-        put = self.store.put_bytes
-        for c in range(first, last + 1):
-            durable.phase("partial_rewrite" if c * R < committed else "chunk_write")
-            lo = c * R - self._buf_start
-            for name, arr in self._arrays.items():
-                idx = (c,) + (0,) * (arr.ndim - 1)
-                put(f"{DATA_GROUP}/{name}/{arr.metadata.encode_chunk_key(idx)}",
-                    self._buf[name][lo:lo + R])
+        # The tail chunk that already holds committed rows is rewritten on its own, then the
+        # new chunks in groups (temp files of a group written, fsynced together, renamed).
+        groups: list[list[int]] = []
+        c = first
+        if c * R < committed:
+            groups.append([c])
+            c += 1
+        while c <= last:
+            groups.append(list(range(c, min(last + 1, c + _CHUNKS_PER_GROUP))))
+            c += _CHUNKS_PER_GROUP
+        for group in groups:
+            durable.phase("partial_rewrite" if group[0] * R < committed else "chunk_write")
+            items = []
+            for c in group:
+                lo = c * R - self._buf_start
+                for name, arr in self._arrays.items():
+                    idx = (c,) + (0,) * (arr.ndim - 1)
+                    items.append((f"{DATA_GROUP}/{name}/{arr.metadata.encode_chunk_key(idx)}",
+                                  self._buf[name][lo:lo + R]))
+            self.store.put_many(items)
         self.store.sync_dirs()
 
     def _write_marker(self, info: CommitInfo) -> None:
@@ -909,6 +920,8 @@ class ReplayWriter:
             if self._broken is None and hasattr(self, "_buf"):
                 self.flush()
         finally:
+            if hasattr(self, "store"):
+                self.store.close()
             self._lock.release()
             self._lock = None  # type: ignore[assignment]
 
@@ -965,6 +978,24 @@ def _stack_rows(rows: list, dim: int) -> tuple[np.ndarray, np.ndarray]:
             continue
         out[i] = a
     return out, bad
+
+
+_U64 = 2**64 - 1
+_CHUNKS_PER_GROUP = 8  # chunks whose files are written and fsynced together (15 files each)
+
+
+def _as_flags(terminated: Any, truncated: Any) -> tuple[bool, bool] | str:
+    """``(terminated, truncated)`` as bools, or the name of the one that is not 0/1/bool."""
+    out = []
+    for name, v in (("terminated", terminated), ("truncated", truncated)):
+        try:
+            ok = v is True or v is False or v in (0, 1)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            return name
+        out.append(bool(v))
+    return out[0], out[1]
 
 
 def _scalar_column(values: list, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:

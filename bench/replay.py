@@ -1,0 +1,369 @@
+#!/usr/bin/env python3
+"""Replay benchmark: durable ingest, reopen + load, and sampling against a plain numpy ring.
+
+Prints one JSON object on stdout; everything is measured in the same run, on the same store:
+
+* **ingest** -- transitions/s through the real ``ReplayWriter`` path (validation,
+  deduplication, whole-chunk writes, atomic commits), fed one transition per ``append`` call and
+  64 per ``append_batch`` call, with ``maybe_flush()`` after every call as the replay node's
+  timer would (flush interval 0.5 s, a commit at the latest every 65 536 rows). Timed up to the
+  final commit, which is included. Run with ``fsync`` on (the default: files, directories and the
+  marker are fsynced before a commit counts) and off (atomic renames only: safe against a killed
+  process, not against power loss); ``fsync`` says which. The 64-row run with fsync on builds
+  the store used below: ``--rows`` rows (20-d observation, 7-d action, float32), every 20th batch
+  a demo batch (5% demo rows).
+* **load** -- in a fresh process: reopening the store and mirroring every committed row into
+  RAM (``ReplayMirror.refresh``, capacity = all rows; includes linking episodes), the resulting
+  peak RSS growth per million rows, and reopening it as the writer (dedup state rebuilt from the
+  committed columns).
+* **sample** -- batches/s of ``ReplaySampler.sample(256)`` (torch tensors out, demo fraction
+  0.5), uniform and prioritized, n = 1 and n = 3 (prioritized: each batch followed by
+  ``update_priorities`` for its 256 rows, as every learner step does -- the update is timed
+  too), against a plain numpy ring buffer holding the
+  same rows that draws uniform indices (``Generator.integers``) and gathers the same tensors
+  with the faster numpy gather for each (``np.take`` for the (B, dim) columns, indexing for 1-D
+  ones, as ours does) -- ``ratio`` = ours / ring, per repetition, median. The two alternate in every
+  repetition so that drift of a shared machine falls on both.
+
+    python bench/replay.py                 # 1M rows (about a minute or two)
+    python bench/replay.py --quick         # 20k rows, seconds (CI: tests/unit/test_replay_bench.py)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+OBS_DIM, ACT_DIM = 20, 7
+BATCH = 256
+GAMMA = 0.99
+
+
+# -------------------------------------------------------------------------- data
+
+
+def make_rows(n: int) -> dict[str, np.ndarray]:
+    """``n`` rows in batches of 64, every 20th batch a demo batch (robot 1, its own session)."""
+    from robot_rl.replay.schema import Source
+    from robot_rl.replay.synthetic import synthetic_rows
+
+    n_batches = -(-n // 64)
+    demo_batch = (np.arange(n_batches) % 20) == 19
+    n_demo = int(demo_batch.sum()) * 64
+    pol = synthetic_rows(range(n - n_demo), obs_dim=OBS_DIM, act_dim=ACT_DIM, actor_session=1)
+    dem = synthetic_rows(range(n_demo), obs_dim=OBS_DIM, act_dim=ACT_DIM, robot_id=1,
+                         actor_session=2, source=Source.DEMO, episode_base=10**9)
+    order = np.empty(n, np.int64)
+    p = d = 0
+    pos = 0
+    for b in range(n_batches):
+        k = min(64, n - pos)
+        if demo_batch[b]:
+            order[pos:pos + k] = (n - n_demo) + d + np.arange(k)
+            d += k
+        else:
+            order[pos:pos + k] = p + np.arange(k)
+            p += k
+        pos += k
+    return {k: np.concatenate([pol[k], dem[k]])[order] for k in pol}
+
+
+# -------------------------------------------------------------------------- ingest
+
+
+def ingest(path: Path, rows: dict[str, np.ndarray], per_call: int, fsync: bool) -> dict[str, Any]:
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay import ReplayWriter
+    from robot_rl.replay.synthetic import make_specs
+
+    obs, act = make_specs(OBS_DIM, ACT_DIM)
+    n = len(rows["seq"])
+    w = ReplayWriter(path, obs, act, ReplayConfig(fsync=fsync))
+    if per_call == 1:
+        # what a ROS callback hands over: numpy vectors, Python scalars
+        o, a, no = rows["observation"], rows["action"], rows["next_observation"]
+        sc = {k: rows[k].tolist() for k in ("reward", "terminated", "truncated", "source",
+                                               "robot_id", "actor_session", "seq", "episode_id",
+                                               "step_index", "stamp_ns", "policy_version",
+                                               "safety_rules")}
+        rew, term, trunc, src = sc["reward"], sc["terminated"], sc["truncated"], sc["source"]
+        rid, ses, seq, ep, st = (sc["robot_id"], sc["actor_session"], sc["seq"],
+                                 sc["episode_id"], sc["step_index"])
+        stamp, pv, rules = sc["stamp_ns"], sc["policy_version"], sc["safety_rules"]
+        append, maybe_flush = w.append, w.maybe_flush
+        t0 = time.perf_counter()
+        for i in range(n):
+            append(observation=o[i], action=a[i], next_observation=no[i], reward=rew[i],
+                   terminated=term[i], truncated=trunc[i], source=src[i], robot_id=rid[i],
+                   actor_session=ses[i], seq=seq[i], episode_id=ep[i], step_index=st[i],
+                   stamp_ns=stamp[i], policy_version=pv[i], safety_rules=rules[i])
+            maybe_flush()
+        w.flush()
+        dt = time.perf_counter() - t0
+    else:
+        batches = [{k: v[i:i + per_call] for k, v in rows.items()} for i in range(0, n, per_call)]
+        t0 = time.perf_counter()
+        for b in batches:
+            w.append_batch(b)
+            w.maybe_flush()
+        w.flush()
+        dt = time.perf_counter() - t0
+    stats = w.stats
+    w.close()
+    if stats.accepted != n or stats.rejected_total or stats.duplicates:
+        raise RuntimeError(f"ingest stored {stats.accepted} of {n} rows ({stats})")
+    return {"transitions_per_call": per_call, "fsync": fsync, "rows": n, "seconds": round(dt, 3),
+            "transitions_per_s": round(n / dt), "commits": stats.commits}
+
+
+# -------------------------------------------------------------------------- load (subprocess)
+
+
+def _rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def load_child(path: str) -> dict[str, Any]:
+    """Run in a fresh process: reopen + mirror every row; peak RSS growth; writer reopen."""
+    from robot_rl.replay.mirror import ReplayMirror
+    from robot_rl.replay.store import ReplayReader
+
+    rss0 = _rss_kib()
+    peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    reader = ReplayReader(path)
+    n = reader.commit().length
+    m = ReplayMirror(reader, capacity=n)
+    m.refresh()
+    dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    grown = max(peak, peak0) - rss0
+    linked = int((m.next_slot[: m.n_slots] >= 0).sum())
+    del m
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay import ReplayWriter
+
+    t1 = time.perf_counter()
+    w = ReplayWriter(path, reader.observation_spec, reader.action_spec, ReplayConfig())
+    dt_w = time.perf_counter() - t1
+    sessions = len(w.acks())
+    w.close()
+    return {"rows": n, "reopen_and_load_s": round(dt, 3), "linked_rows": linked,
+            "peak_rss_growth_mib": round(grown / 1024, 1),
+            "peak_rss_mib_per_million_rows": round(grown / 1024 / (n / 1e6), 1),
+            "writer_reopen_s": round(dt_w, 3), "writer_sessions": sessions}
+
+
+def load(path: Path) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, __file__, "--load-child", str(path)],
+                         capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# -------------------------------------------------------------------------- sampling
+
+
+class NumpyRing:
+    """The baseline: a plain numpy ring buffer of the same rows producing the same tensors."""
+
+    def __init__(self, cols: dict[str, np.ndarray], seed: int = 0) -> None:
+        self.c = {k: np.ascontiguousarray(cols[k]) for k in
+                  ("observation", "action", "next_observation", "reward", "terminated",
+                   "truncated", "source")}
+        self.n = len(self.c["reward"])
+        self.rng = np.random.default_rng(seed)
+
+    def sample(self, B: int):
+        import torch
+
+        from robot_rl.replay.sampler import Batch
+
+        c = self.c
+        idx = self.rng.integers(0, self.n, B)
+        reward = torch.from_numpy(c["reward"][idx])
+        term = c["terminated"][idx].astype(np.float32)
+        discount = torch.from_numpy((GAMMA * (1.0 - term)).astype(np.float32))
+        nobs = torch.from_numpy(np.take(c["next_observation"], idx, axis=0))
+        src = c["source"][idx]
+        ind = torch.from_numpy(idx)
+        return Batch(torch.from_numpy(np.take(c["observation"], idx, axis=0)),
+                     torch.from_numpy(np.take(c["action"], idx, axis=0)), reward, nobs,
+                     torch.from_numpy(term),
+                     torch.from_numpy(c["truncated"][idx].astype(np.float32)),
+                     discount, reward, discount, nobs, torch.ones(B, dtype=torch.int64),
+                     torch.ones(B, dtype=torch.float32), ind, ind, torch.from_numpy(src != 0),
+                     torch.from_numpy(src))
+
+
+def rate(fn, iters: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return iters / (time.perf_counter() - t0)
+
+
+def sampling(path: Path, reps: int, iters: int) -> dict[str, Any]:
+    import torch
+
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay.mirror import ReplayMirror
+    from robot_rl.replay.sampler import ReplaySampler
+    from robot_rl.replay.store import ReplayReader
+
+    torch.set_num_threads(1)
+    reader = ReplayReader(path)
+    n = reader.commit().length
+    mirror = ReplayMirror(reader, capacity=n)
+    mirror.refresh()
+    ring = NumpyRing(reader.read(0, n), seed=0)
+    # sanity: both produce the same fields, dtypes and shapes
+    ref = ring.sample(BATCH)
+    variants = {}
+    for name, per, nstep in (("uniform", False, 1), ("uniform_nstep3", False, 3),
+                             ("prioritized", True, 1), ("prioritized_nstep3", True, 3)):
+        s = ReplaySampler(mirror, gamma=GAMMA, n_step=nstep, demo_fraction=0.5,
+                          config=ReplayConfig(prioritized=per), seed=0)
+        b = s.sample(BATCH)
+        for f in b._fields:
+            x, y = getattr(b, f), getattr(ref, f)
+            if x.dtype != y.dtype or x.shape != y.shape:
+                raise RuntimeError(f"{name}: field {f} is {x.dtype}{tuple(x.shape)}, the ring "
+                                   f"gives {y.dtype}{tuple(y.shape)}")
+        variants[name] = s
+    prio = np.abs(np.random.default_rng(0).normal(size=BATCH))
+
+    def per_step(s):
+        # a learner's step: sample, then give the batch new priorities (|TD error|)
+        def step():
+            b = s.sample(BATCH)
+            s.update_priorities(b.indices, prio, rows=b.rows)
+        return step
+
+    out: dict[str, Any] = {"rows": n, "batch_size": BATCH, "demo_fraction": 0.5,
+                           "demo_rows": mirror.n_demo, "torch_threads": 1}
+    ring_rates: list[float] = []
+    for name, s in variants.items():
+        ours, base, ratio = [], [], []
+        for rep in range(reps):
+            ours_fn = per_step(s) if s.prioritized else (lambda s=s: s.sample(BATCH))
+            pair = [("ours", ours_fn), ("ring", lambda: ring.sample(BATCH))]
+            if rep % 2:
+                pair.reverse()
+            r = {k: rate(f, iters) for k, f in pair}
+            ours.append(r["ours"])
+            base.append(r["ring"])
+            ratio.append(r["ours"] / r["ring"])
+        ring_rates += base
+        out[name] = {"batches_per_s": round(statistics.median(ours)),
+                     "ring_batches_per_s": round(statistics.median(base)),
+                     "ratio_to_ring": round(statistics.median(ratio), 3)}
+    out["ring_batches_per_s"] = round(statistics.median(ring_rates))
+    return out
+
+
+# -------------------------------------------------------------------------- main
+
+
+def _git_commit() -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=REPO, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def metadata() -> dict[str, Any]:
+    import torch
+    import zarr
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return {
+        "python": platform.python_version(), "numpy": np.__version__, "zarr": zarr.__version__,
+        "torch": torch.__version__, "cores": cores,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "machine": f"{platform.machine()} {_cpu_model()}, {platform.system()} {platform.release()}",
+        "load_avg_1min": round(os.getloadavg()[0], 2),
+        "git_commit": _git_commit(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.rows
+    n_single = min(n, args.single_rows)
+    rows = make_rows(n)
+    result: dict[str, Any] = {"benchmark": "replay", "quick": args.quick,
+                              "obs_dim": OBS_DIM, "act_dim": ACT_DIM, **metadata()}
+    with tempfile.TemporaryDirectory(dir=args.tmp) as d:
+        d = Path(d)
+        single = {k: v[:n_single] for k, v in rows.items()}
+        result["ingest"] = [
+            ingest(d / "single_fsync.zarr", single, 1, True),
+            ingest(d / "single_nofsync.zarr", single, 1, False),
+            ingest(d / "batch_nofsync.zarr", {k: v[:n_single] for k, v in rows.items()}, 64, False),
+            ingest(d / "store.zarr", rows, 64, True),
+        ]
+        del rows, single
+        result["load"] = load(d / "store.zarr")
+        result["sample"] = sampling(d / "store.zarr", args.reps, args.iters)
+    result["goals"] = {
+        "uniform_ratio_ge_0.9": result["sample"]["uniform"]["ratio_to_ring"] >= 0.9,
+        "ingest_ge_100k_per_s_64_fsync": result["ingest"][3]["transitions_per_s"] >= 100_000,
+        "reopen_and_load_le_3s": result["load"]["reopen_and_load_s"] <= 3.0,
+    }
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows in the store")
+    ap.add_argument("--single-rows", type=int, default=200_000,
+                    help="rows fed one at a time (each fsync setting)")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of each sampling pair")
+    ap.add_argument("--iters", type=int, default=2000, help="batches per timing")
+    ap.add_argument("--quick", action="store_true", help="20k rows, few iterations (CI)")
+    ap.add_argument("--tmp", default=None, help="directory for the temporary stores")
+    ap.add_argument("--load-child", metavar="PATH", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.load_child:
+        print(json.dumps(load_child(args.load_child)))
+        return
+    if args.quick:
+        args.rows, args.single_rows, args.reps, args.iters = 20_000, 5_000, 2, 50
+    print(json.dumps(run(args), indent=1))
+
+
+if __name__ == "__main__":
+    main()
