@@ -35,7 +35,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -132,9 +131,14 @@ def ingest(path: Path, rows: dict[str, np.ndarray], per_call: int, fsync: bool) 
 # -------------------------------------------------------------------------- load (subprocess)
 
 
-def _rss_kib() -> int:
+def _status_kib(field: str) -> int:
+    """A memory figure of this process from /proc/self/status (VmRSS, VmHWM = peak RSS).
+
+    VmHWM belongs to the address space, which exec replaces; ``getrusage().ru_maxrss`` would
+    carry the benchmark parent's peak over into the child.
+    """
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -144,16 +148,14 @@ def load_child(path: str) -> dict[str, Any]:
     from robot_rl.replay.mirror import ReplayMirror
     from robot_rl.replay.store import ReplayReader
 
-    rss0 = _rss_kib()
-    peak0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _status_kib("VmRSS")
     t0 = time.perf_counter()
     reader = ReplayReader(path)
     n = reader.commit().length
     m = ReplayMirror(reader, capacity=n)
     m.refresh()
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    grown = max(peak, peak0) - rss0
+    grown = _status_kib("VmHWM") - rss0
     linked = int((m.next_slot[: m.n_slots] >= 0).sum())
     del m
     from robot_rl.config import ReplayConfig

@@ -136,7 +136,7 @@ def _human_bytes(n: int | None) -> str:
 
 
 def cmd_replay_info(args: argparse.Namespace) -> int:
-    from robot_rl.replay.inspect import store_info
+    from robot_rl.replay.inspection import store_info
 
     info = store_info(args.path)
     if args.json:
@@ -161,7 +161,7 @@ def cmd_replay_info(args: argparse.Namespace) -> int:
 
 
 def cmd_replay_verify(args: argparse.Namespace) -> int:
-    from robot_rl.replay.inspect import verify
+    from robot_rl.replay.inspection import verify
 
     res = verify(args.path)
     if args.json:

@@ -114,6 +114,8 @@ class Batch(NamedTuple):
 class ReplaySampler:
     """Uniform or prioritized sampling (with n-step targets) from a :class:`ReplayMirror`.
 
+    Not thread-safe (one learner thread samples, refreshes and updates priorities).
+
     Args:
         mirror: the in-memory mirror to sample (refreshed through :meth:`refresh`).
         gamma: discount factor.
@@ -151,7 +153,7 @@ class ReplaySampler:
         self._gpow = self.gamma ** np.arange(self.n_step + 1)
         self._demo_tree = SumTree(1024)
         self._online_tree = SumTree(mirror.capacity)
-        self._set_new_priorities(mirror_positions=None)
+        self._prioritize_mirrored_rows()
 
     # ------------------------------------------------------------------ refresh
 
@@ -167,7 +169,7 @@ class ReplaySampler:
                 self._online_tree.set(res.online_positions, self.max_leaf)
         return res.rows
 
-    def _set_new_priorities(self, mirror_positions: Any) -> None:
+    def _prioritize_mirrored_rows(self) -> None:
         """Give every row already in the mirror the initial priority (at construction)."""
         m = self.mirror
         if not self.prioritized:

@@ -398,7 +398,8 @@ class WriterStats:
     """Counters of a writer since it was opened.
 
     Attributes:
-        accepted: rows accepted (buffered or committed).
+        accepted: rows that passed validation and deduplication (buffered or committed); a
+            single row counts once its values are checked (at the latest at the next flush).
         duplicates: rows dropped because their (robot_id, actor_session, seq) was handled.
         rejected: rows refused, by reason code (``observation.non_finite``, ``source.unknown``...).
         examples: one message per reason code, e.g. ``row 3 (robot_id=0, ...): observation[2] (q3)
@@ -434,6 +435,9 @@ class ReplayWriter:
         on each Transition msg:   w.append(**fields_of(msg))
         on a timer:               if w.maybe_flush(): publish one ReplayAck per w.acks() item
         on shutdown:              w.close()       # flushes
+
+    Not thread-safe: call it from one thread (in a ROS node, one mutually exclusive callback
+    group for the subscription and the timer).
 
     Opening takes the writer lock (:class:`~robot_rl.replay.lock.WriterLock`), creates the
     store if the directory is missing or empty, or resumes it: the attributes must match the

@@ -116,7 +116,7 @@ def child_main(args: dict) -> None:
 def check_store(path: Path, acked: dict[tuple[int, int], int]) -> dict[str, int]:
     """Check the store as a killed writer left it; return row counts."""
     from robot_rl.replay import ReplayReader
-    from robot_rl.replay.inspect import verify_store
+    from robot_rl.replay.inspection import verify_store
 
     problems = verify_store(path)
     assert problems == [], problems
