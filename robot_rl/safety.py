@@ -549,6 +549,8 @@ def _seqsum(x: np.ndarray) -> np.ndarray:
 
 
 _INF = math.inf
+_HUGE = 1e150
+_TINY_SCALE = math.ldexp(1.0, -600)
 
 
 class SafetyCore:
@@ -906,6 +908,20 @@ class SafetyCore:
                 lo_h = V
             if lo_h > hi_h:
                 lo_h = hi_h = 0.5 * (lo_h + hi_h)
+            # where round-off made the interval a few ulps wider than a rule's bound, that rule
+            # is not "fired" by a target inside the interval
+            if not up_v >= hi_h:
+                up_v = hi_h
+            if not up_a >= hi_h:
+                up_a = hi_h
+            if not up_j >= hi_h:
+                up_j = hi_h
+            if not dn_v <= lo_h:
+                dn_v = lo_h
+            if not dn_a <= lo_h:
+                dn_a = lo_h
+            if not dn_j <= lo_h:
+                dn_j = lo_h
             conflict = False
             if q is not None:
                 qi = q[i]
@@ -996,17 +1012,20 @@ class SafetyCore:
         if emax is None:
             return t, 0.0, False
         n = self.n
+        # a huge proposal is scaled down by 2^-600 (exact) first so that |J t|^2 cannot overflow
+        huge = max(abs(x) for x in t) > _HUGE
+        tt = [x * _TINY_SCALE for x in t] if huge else t
         sq = 0.0
         for k in range(3):
             row = jp[k]
-            e = row[0] * t[0]
+            e = row[0] * tt[0]
             for i in range(1, n):
-                e = e + row[i] * t[i]
+                e = e + row[i] * tt[i]
             sq = e * e if k == 0 else sq + e * e
-        if not sq > emax * emax:
+        if not (sq > emax * emax or (huge and sq > 0.0)):
             return t, 0.0, False
         s = emax / math.sqrt(sq)
-        ts = [x * s for x in t]
+        ts = [x * s for x in tt]
         return ts, max(abs(x - y) for x, y in zip(t, ts)), True
 
     def _cartesian_stage_s(self, vh, v, lo, hi, p, jp):
@@ -1236,6 +1255,13 @@ class SafetyCore:
             mid = 0.5 * (lo_h + hi_h)
             lo_h = np.where(gap, mid, lo_h)
             hi_h = np.where(gap, mid, hi_h)
+        # (round-off: a target inside the interval fires no rule)
+        up_v = np.maximum(up_v, hi_h)
+        up_a = np.maximum(up_a, hi_h)
+        up_j = np.maximum(up_j, hi_h)
+        dn_v = np.minimum(dn_v, lo_h)
+        dn_a = np.minimum(dn_a, lo_h)
+        dn_j = np.minimum(dn_j, lo_h)
         conflict = None
         if q is not None:
             P = self.params
@@ -1301,13 +1327,15 @@ class SafetyCore:
         B = t.shape[0]
         if emax is None:
             return t, np.zeros(B), np.zeros(B, dtype=bool)
-        e = _seqsum(jp * t[:, None, :])  # (B, 3)
+        huge = np.abs(t).max(axis=-1) > _HUGE
+        tt = np.where(huge[:, None], t * _TINY_SCALE, t)
+        e = _seqsum(jp * tt[:, None, :])  # (B, 3)
         sq = e[:, 0] * e[:, 0] + e[:, 1] * e[:, 1] + e[:, 2] * e[:, 2]
-        fast = sq > emax * emax
+        fast = (sq > emax * emax) | (huge & (sq > 0.0))
         if not fast.any():
             return t, np.zeros(B), fast
         s = emax / np.sqrt(np.where(fast, sq, 1.0))
-        ts = np.where(fast[:, None], t * s[:, None], t)
+        ts = np.where(fast[:, None], tt * s[:, None], t)
         return ts, np.abs(t - ts).max(axis=-1), fast
 
     def _cartesian_stage_b(self, vh, v, lo, hi, p, jp):
