@@ -305,6 +305,53 @@ class AgentConfig(_Section):
     demo_fraction: float = Field(0.0, ge=0, le=1, description="fraction of each batch from demos")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")
     torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: default)")
+    # -- networks and targets (robot_rl.agents) --
+    twin_critics: bool | None = Field(
+        None, description="two critics, target = min of both (clipped double-Q); None: the "
+        "algorithm's default (td3: true; ddpg, ddpgfd, svg0: false)")
+    target_update: Literal["polyak", "hard"] = Field(
+        "polyak", description="polyak: theta' <- tau*theta + (1-tau)*theta'; hard: theta' <- theta")
+    target_update_period: int = Field(
+        1, ge=1, description="move the targets every this many critic updates (hard copy: M)")
+    obs_normalization: bool = Field(
+        True, description="normalise observations by running mean/std (saved with the weights)")
+    obs_clip: float = Field(5.0, gt=0, description="clip normalised observations to +-obs_clip")
+    # -- exploration (behaviour policy pi(s) + noise, clipped to the action bounds) --
+    exploration: Literal["gaussian", "ou"] = Field(
+        "gaussian", description="exploration noise: independent Gaussian or Ornstein-Uhlenbeck")
+    exploration_noise_final: float | None = Field(
+        None, ge=0, description="noise std at the end of the schedule (None: constant)")
+    exploration_decay_steps: int = Field(
+        0, ge=0, description="env steps after warm-up over which the std moves linearly from "
+        "exploration_noise to exploration_noise_final")
+    ou_theta: float = Field(0.15, gt=0, description="OU mean-reversion rate theta (1/s)")
+    ou_dt: float = Field(0.05, gt=0, description="OU time step (s); the control period at 20 Hz")
+    # -- DDPGfD extras (each switchable; None: 'on' for ddpgfd, 'off' otherwise) --
+    critic_targets: Literal["1step", "nstep", "mixed"] | None = Field(
+        None, description="critic loss on 1-step targets, n-step targets, or their sum "
+        "L1 + nstep_loss_weight*Ln; None: mixed for ddpgfd with n_step > 1, else nstep")
+    nstep_loss_weight: float = Field(1.0, ge=0, description="weight of the n-step loss (mixed)")
+    critic_l2: float = Field(
+        0.0, ge=0, description="L2 weight decay lambda2 on critic weight matrices: "
+        "+ lambda2 * sum ||W||^2 in the critic loss")
+    actor_l2: float = Field(0.0, ge=0, description="L2 weight decay on actor weight matrices")
+    bc_weight: float | None = Field(
+        None, ge=0, description="weight of the behaviour-cloning loss on demo rows; None: 1.0 "
+        "for ddpgfd, 0 otherwise")
+    q_filter: bool = Field(
+        True, description="behaviour cloning only where Q(s, a_demo) > Q(s, pi(s)) (Q-filter)")
+    priority_actor_lambda: float = Field(
+        1.0, ge=0, description="ddpgfd priorities: delta^2 + lambda3*||grad_a Q||^2 (other "
+        "algorithms: |delta|); the sampler adds per_eps (+ per_demo_eps for demos)")
+    demo_sampling: Literal["fixed", "union"] = Field(
+        "fixed", description="fixed: round(demo_fraction*B) demo rows per batch; union: demo "
+        "and online rows drawn together (DDPGfD's single buffer)")
+    # -- SVG(0) --
+    svg_entropy_coef: float = Field(
+        0.01, ge=0, description="svg0: entropy weight alpha, actor loss E[alpha*log pi(a|s) - Q(s,a)]")
+    svg_soft_target: bool = Field(
+        False, description="svg0: subtract alpha*log pi(a'|s') in the TD target too (SAC-style, "
+        "with twin_critics=true: SAC with a fixed alpha)")
 
 
 # --------------------------------------------------------------------------- replay
@@ -353,6 +400,16 @@ class RunConfig(_Section):
     total_steps: int = Field(20_000, gt=0, description="environment steps to train for")
     eval_every: int = Field(2_000, gt=0, description="evaluate every this many env steps")
     eval_episodes: int = Field(50, gt=0, description="seeded evaluation episodes (DESIGN 8: >= 50)")
+    eval_seed: int = Field(
+        1_000_000, ge=0, description="evaluation episode i is reset with seed eval_seed + i: one "
+        "fixed list for every run and arm")
+    log_every: int = Field(1_000, gt=0, description="print/log training progress every this many env steps")
+    checkpoint_every: int = Field(
+        0, ge=0, description="checkpoint at the first episode end after every this many env steps "
+        "(0: only at the end)")
+    demo_episodes: int = Field(
+        0, ge=0, description="scripted demonstration episodes (reach) stored as source=demo "
+        "before training")
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,158 @@
+"""The learner's resolved settings: one frozen dataclass, built from the typed run config.
+
+:class:`robot_rl.config.AgentConfig` is what a user writes (YAML / ``KEY=VALUE``); several of its
+fields mean "the algorithm's default" when left ``None``. :func:`learner_config` resolves them
+once, so the learner reads plain values and a checkpoint records exactly what ran::
+
+    algo      critics  delayed actor        target smoothing  actor                extras
+    ddpg      1        no (every update)    no                deterministic, tanh  -
+    td3       2 (min)  every policy_delay   yes               deterministic, tanh  -
+    ddpgfd    1        no                   no                deterministic, tanh  BC+Q-filter,
+                                                                                  mixed n-step,
+                                                                                  PER priorities
+    svg0      1        no                   no                Gaussian, tanh       entropy term
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from robot_rl.config import AgentConfig, ReplayConfig
+
+ALGOS = ("ddpg", "td3", "ddpgfd", "svg0")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Everything :class:`robot_rl.agents.learning.Learner` needs, with defaults resolved."""
+
+    # -- algorithm and networks
+    algo: Literal["ddpg", "td3", "ddpgfd", "svg0"] = "td3"
+    hidden: tuple[int, ...] = (256, 256)  # hidden layer sizes of the actor and of each critic
+    twin_critics: bool = True  # two critics; the target takes their minimum (clipped double-Q)
+    stochastic_actor: bool = False  # svg0: reparameterised tanh-Gaussian actor
+    obs_normalization: bool = True  # running mean/std normaliser in front of every network
+    obs_clip: float = 5.0  # normalised observations are clipped to +-obs_clip
+    # -- optimisation
+    gamma: float = 0.99  # discount (the batch carries gamma*(1-terminated) already)
+    actor_lr: float = 3e-4  # Adam learning rate of the actor
+    critic_lr: float = 3e-4  # Adam learning rate of the critic(s)
+    batch_size: int = 256  # minibatch size
+    policy_delay: int = 2  # critic updates per actor (and target) update; 1 outside td3
+    # -- targets
+    tau: float = 0.005  # Polyak factor
+    target_update: Literal["polyak", "hard"] = "polyak"  # blend with tau, or copy
+    target_update_period: int = 1  # move the targets every this many actor updates
+    target_noise: float = 0.0  # td3: std of the target-policy smoothing noise (0: off)
+    target_noise_clip: float = 0.5  # td3: the smoothing noise is clipped to +-this
+    # -- critic targets (n-step) and regularisers
+    n_step: int = 1  # n of the n-step return (the sampler computes it)
+    critic_targets: Literal["1step", "nstep", "mixed"] = "nstep"  # which TD losses are summed
+    nstep_loss_weight: float = 1.0  # weight of the n-step loss in "mixed"
+    critic_l2: float = 0.0  # lambda2 * sum ||W||^2 over critic weight matrices
+    actor_l2: float = 0.0  # the same for the actor
+    # -- demonstrations
+    bc_weight: float = 0.0  # weight of the behaviour-cloning loss on demo rows (0: off)
+    q_filter: bool = True  # clone a demo action only where the critic prefers it to pi(s)
+    # -- prioritized replay
+    priority_formula: Literal["abs_td", "ddpgfd"] = "abs_td"  # |delta| or delta^2+l3*|gradaQ|^2
+    priority_actor_lambda: float = 1.0  # lambda3 of the ddpgfd priority
+    # -- svg0
+    entropy_coef: float = 0.0  # alpha: actor loss E[alpha log pi - Q]
+    soft_target: bool = False  # subtract alpha log pi(a'|s') in the TD target (SAC-style)
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo: expected one of {ALGOS}, got {self.algo!r}")
+        if not self.hidden or any(int(h) < 1 for h in self.hidden):
+            raise ValueError(f"hidden: expected one or more positive layer sizes, got {self.hidden}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma: expected a value in (0, 1], got {self.gamma}")
+        if not 0 < self.tau <= 1:
+            raise ValueError(f"tau: expected a value in (0, 1], got {self.tau}")
+        for name in ("policy_delay", "target_update_period", "n_step", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
+        for name in ("actor_lr", "critic_lr", "obs_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: expected a value > 0, got {getattr(self, name)}")
+        for name in ("target_noise", "target_noise_clip", "nstep_loss_weight", "critic_l2",
+                     "actor_l2", "bc_weight", "priority_actor_lambda", "entropy_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}: expected a value >= 0, got {getattr(self, name)}")
+        if self.stochastic_actor and self.algo != "svg0":
+            raise ValueError("stochastic_actor: only svg0 trains a stochastic actor")
+
+    # ------------------------------------------------------------------ identity
+
+    def architecture(self, obs_dim: int, act_dim: int) -> dict[str, Any]:
+        """What fixes the shapes of every tensor a checkpoint holds (compared on load)."""
+        return {"algo": self.algo, "obs_dim": int(obs_dim), "act_dim": int(act_dim),
+                "hidden": [int(h) for h in self.hidden], "twin_critics": self.twin_critics,
+                "stochastic_actor": self.stochastic_actor,
+                "obs_normalization": self.obs_normalization}
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LearnerConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"learner config: unknown fields {unknown}")
+        d = dict(d)
+        if "hidden" in d:
+            d["hidden"] = tuple(int(h) for h in d["hidden"])
+        return cls(**d)
+
+
+def learner_config(agent: AgentConfig, replay: ReplayConfig | None = None) -> LearnerConfig:
+    """Resolve :class:`AgentConfig` (with its algorithm defaults) into a :class:`LearnerConfig`."""
+    algo = agent.algo
+    fd = algo == "ddpgfd"
+    twin = agent.twin_critics if agent.twin_critics is not None else algo == "td3"
+    if agent.critic_targets is not None:
+        targets = agent.critic_targets
+    else:
+        targets = "mixed" if fd and agent.n_step > 1 else "nstep"
+    bc = agent.bc_weight if agent.bc_weight is not None else (1.0 if fd else 0.0)
+    return LearnerConfig(
+        algo=algo,
+        hidden=tuple(agent.hidden),
+        twin_critics=bool(twin),
+        stochastic_actor=algo == "svg0",
+        obs_normalization=agent.obs_normalization,
+        obs_clip=agent.obs_clip,
+        gamma=agent.gamma,
+        actor_lr=agent.actor_lr,
+        critic_lr=agent.critic_lr,
+        batch_size=agent.batch_size,
+        policy_delay=agent.policy_delay if algo == "td3" else 1,
+        tau=agent.tau,
+        target_update=agent.target_update,
+        target_update_period=agent.target_update_period,
+        target_noise=agent.target_noise if algo == "td3" else 0.0,
+        target_noise_clip=agent.target_noise_clip,
+        n_step=agent.n_step,
+        critic_targets=targets,
+        nstep_loss_weight=agent.nstep_loss_weight,
+        critic_l2=agent.critic_l2,
+        actor_l2=agent.actor_l2,
+        bc_weight=bc,
+        q_filter=agent.q_filter,
+        priority_formula="ddpgfd" if fd else "abs_td",
+        priority_actor_lambda=agent.priority_actor_lambda,
+        entropy_coef=agent.svg_entropy_coef if algo == "svg0" else 0.0,
+        soft_target=agent.svg_soft_target if algo == "svg0" else False,
+    )
+
+
+def config_hash(architecture: dict[str, Any]) -> str:
+    """Short stable hash of an architecture dict (the ``PolicyWeights`` config hash)."""
+    raw = json.dumps(architecture, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(raw).hexdigest()[:16]

@@ -1,0 +1,254 @@
+"""Networks of the actor-critic learners: MLP actors, (twin) critics, observation normaliser.
+
+* :class:`Actor` -- deterministic policy ``a = scale * tanh(MLP(norm(s))) + bias`` (the bounds
+  of the policy's action space, [-1, 1]^n by default).
+* :class:`GaussianActor` -- SVG(0)/SAC policy ``a = scale * tanh(mu + sigma * eps) + bias``,
+  reparameterised, with the log-density corrected for the tanh squashing.
+* :class:`CriticEnsemble` -- ``n`` independent critics ``Q_i(s, a) = MLP_i([s, a])`` (n = 2 for
+  TD3's clipped double-Q), returned stacked as ``(n, B)``.
+* :class:`RunningNormalizer` -- running mean / variance of observations (Chan et al.'s parallel
+  update, float64), applied as ``clip((s - mean) / sqrt(var + eps), -c, c)``; its statistics are
+  buffers, so they are saved with the weights and exported with the policy.
+
+Initialisation is PyTorch's ``nn.Linear`` default (``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for
+weights and biases), the same as Stable-Baselines3 and CleanRL use.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOG_STD_MIN = -5.0
+LOG_STD_MAX = 2.0
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA when present, else CPU; ``"cuda"`` without CUDA is an error."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("agent.device: 'cuda' was asked for but torch sees no CUDA device "
+                         "(use 'auto' or 'cpu')")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise ValueError(f"agent.device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def set_torch_threads(n: int | None) -> int:
+    """Set torch's intra-op thread count (``None``: leave the default); return the count."""
+    if n is not None:
+        if int(n) < 1:
+            raise ValueError(f"agent.torch_threads: expected an integer >= 1, got {n}")
+        if torch.get_num_threads() != int(n):
+            torch.set_num_threads(int(n))
+    return torch.get_num_threads()
+
+
+class RunningNormalizer(nn.Module):
+    """``y = clip((x - mean) / sqrt(var + eps), -clip, clip)`` with running statistics.
+
+    ``update(x)`` merges a batch into the count / mean / sum of squared deviations (float64,
+    Chan et al. 1979): ``delta = mean_b - mean``, ``n' = n + n_b``,
+    ``mean' = mean + delta * n_b / n'``, ``M2' = M2 + M2_b + delta^2 * n * n_b / n'``,
+    ``var = M2 / n``. Disabled (``enabled=False``) it is the identity.
+    """
+
+    def __init__(self, dim: int, clip: float = 5.0, eps: float = 1e-8, enabled: bool = True):
+        super().__init__()
+        self.dim, self.clip, self.eps, self.enabled = int(dim), float(clip), float(eps), enabled
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros(dim, dtype=torch.float64))
+        self.register_buffer("m2", torch.zeros(dim, dtype=torch.float64))
+        # float32 copies used by forward(), refreshed by update() / load
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("inv_std", torch.ones(dim))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"observation: expected shape (batch, {self.dim}), got "
+                             f"{tuple(x.shape)}")
+        xb = x.to(torch.float64)
+        nb = xb.shape[0]
+        if nb == 0:
+            return
+        mb = xb.mean(0)
+        m2b = ((xb - mb) ** 2).sum(0)
+        n = self.count
+        tot = n + nb
+        delta = mb - self.mean
+        self.mean.add_(delta * (nb / tot))
+        self.m2.add_(m2b + delta * delta * (n * nb / tot))
+        self.count.copy_(tot)
+        self.sync()
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """Recompute the float32 ``shift`` / ``inv_std`` from the float64 statistics."""
+        if float(self.count) > 0:
+            var = self.m2 / self.count
+            self.shift.copy_(self.mean)
+            self.inv_std.copy_(1.0 / torch.sqrt(var + self.eps))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.enabled:
+            return x
+        return ((x - self.shift) * self.inv_std).clamp_(-self.clip, self.clip)
+
+
+class MLP(nn.Module):
+    """``Linear -> ReLU -> ... -> Linear`` (no activation on the output)."""
+
+    def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int):
+        super().__init__()
+        dims = [int(in_dim), *[int(h) for h in hidden], int(out_dim)]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layers = self.layers
+        for layer in layers[:-1]:
+            x = F.relu(layer(x))
+        return layers[-1](x)
+
+
+class _Bounded(nn.Module):
+    """Holds the action bounds: ``a = scale * tanh(u) + bias``."""
+
+    def _init_bounds(self, act_dim: int, low, high) -> None:
+        low_t = torch.full((act_dim,), -1.0) if low is None else torch.as_tensor(low, dtype=torch.float32)
+        high_t = torch.full((act_dim,), 1.0) if high is None else torch.as_tensor(high, dtype=torch.float32)
+        if low_t.shape != (act_dim,) or high_t.shape != (act_dim,):
+            raise ValueError(f"action bounds: expected {act_dim} values each, got "
+                             f"{tuple(low_t.shape)} and {tuple(high_t.shape)}")
+        if not (torch.isfinite(low_t).all() and torch.isfinite(high_t).all() and (low_t < high_t).all()):
+            raise ValueError("action bounds: expected finite low < high")
+        self.register_buffer("action_scale", (high_t - low_t) / 2)
+        self.register_buffer("action_bias", (high_t + low_t) / 2)
+        self.register_buffer("action_low", low_t.clone())
+        self.register_buffer("action_high", high_t.clone())
+        self._unit = bool((low_t == -1).all() and (high_t == 1).all())
+
+    def _squash(self, u: torch.Tensor) -> torch.Tensor:
+        a = torch.tanh(u)
+        return a if self._unit else a * self.action_scale + self.action_bias
+
+
+class Actor(_Bounded):
+    """Deterministic policy ``pi(s) = scale * tanh(MLP(norm(s))) + bias``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), *,
+                 normalizer: RunningNormalizer | None = None, low=None, high=None):
+        super().__init__()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.net = MLP(obs_dim, hidden, act_dim)
+        self.normalizer = normalizer if normalizer is not None else RunningNormalizer(obs_dim, enabled=False)
+        self._init_bounds(act_dim, low, high)
+
+    def forward_normalized(self, obs_n: torch.Tensor) -> torch.Tensor:
+        """The action for an already normalised observation."""
+        return self._squash(self.net(obs_n))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.forward_normalized(self.normalizer(obs))
+
+
+class GaussianActor(_Bounded):
+    """SVG(0) / SAC policy: ``u = mu(s) + sigma(s) * eps``, ``a = scale * tanh(u) + bias``.
+
+    ``log sigma = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * (tanh(h) + 1) / 2`` and
+    ``log pi(a|s) = sum_j [log N(u_j; mu_j, sigma_j) - log(scale_j * (1 - tanh(u_j)^2) + 1e-6)]``.
+    The deterministic action (evaluation, export) is ``scale * tanh(mu) + bias``.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), *,
+                 normalizer: RunningNormalizer | None = None, low=None, high=None):
+        super().__init__()
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.net = MLP(obs_dim, hidden, 2 * act_dim)
+        self.normalizer = normalizer if normalizer is not None else RunningNormalizer(obs_dim, enabled=False)
+        self._init_bounds(act_dim, low, high)
+
+    def dist_params(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, h = self.net(obs_n).chunk(2, dim=-1)
+        log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(h) + 1.0)
+        return mu, log_std
+
+    def sample_normalized(self, obs_n: torch.Tensor, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample and its log-density (summed over action dimensions)."""
+        mu, log_std = self.dist_params(obs_n)
+        std = log_std.exp()
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        u = mu + std * eps
+        t = torch.tanh(u)
+        log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - torch.log(self.action_scale * (1 - t.pow(2)) + 1e-6).sum(-1)
+        a = t if self._unit else t * self.action_scale + self.action_bias
+        return a, log_prob
+
+    def forward_normalized(self, obs_n: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.dist_params(obs_n)
+        return self._squash(mu)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.forward_normalized(self.normalizer(obs))
+
+
+class Critic(nn.Module):
+    """One plain critic ``Q(s, a) = MLP([s, a])`` (the reference for :class:`CriticEnsemble`)."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = MLP(obs_dim + act_dim, hidden, 1)
+
+    def forward(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([obs_n, action], -1)).squeeze(-1)
+
+
+class CriticEnsemble(nn.Module):
+    """``n`` independent critics (TD3's twins: n = 2); ``forward`` returns ``(n, B)``.
+
+    Each critic is a plain :class:`Critic`. A fused variant (the layers of both critics as one
+    ``(n, in, out)`` tensor, one ``baddbmm`` per layer) was tried: it differs from the plain
+    critics in the last bit (another GEMM kernel) and was not faster here (the update is
+    FLOP-bound at batch 256), so the plain form is the one used.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n: int = 2):
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"n: expected >= 1 critics, got {n}")
+        self.n = int(n)
+        self.critics = nn.ModuleList(Critic(obs_dim, act_dim, hidden) for _ in range(n))
+
+    def forward(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs_n, action], -1)
+        return torch.stack([c.net(x).squeeze(-1) for c in self.critics])
+
+    def q1(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """The first critic alone, ``(B,)`` (the TD3 / DDPG actor loss uses it)."""
+        return self.critics[0](obs_n, action)
+
+    def weight_matrices(self) -> list[torch.Tensor]:
+        return [layer.weight for c in self.critics for layer in c.net.layers]
+
+
+def actor_weight_matrices(actor: nn.Module) -> list[torch.Tensor]:
+    return [layer.weight for layer in actor.net.layers]
+
+
+def default_threads() -> int:
+    """Cores available to this process."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return os.cpu_count() or 1
