@@ -67,30 +67,57 @@ def _stats(ns: list[int]) -> dict[str, float]:
 
 
 def time_filter(calls: int, *, hz: float, hold: int, cartesian: bool, seed: int = 0) -> dict:
-    """Per-call cost of ``SafetyFilter.step`` on a simulated arm that tracks its commands."""
+    """Per-call cost of ``SafetyFilter.step`` on a simulated arm that tracks its commands.
+
+    Side by side, call by call (order alternating), on the same inputs: ``numpy_path`` — the
+    same maths through ``SafetyCore.step_batch`` on one row (numpy on 7-element arrays, the
+    obvious way to write it) — and ``kinematics_only`` — the one forward-kinematics + Jacobian
+    call the Cartesian rules need (the floor of the "full" case).
+    """
     prof = RobotProfile(name="panda")
     cfg = SafetyConfig(output_hz=hz, **({} if cartesian else JOINT_ONLY))
     filt = SafetyFilter(prof, cfg, control_hz=20)
+    core = filt.core
+    kin = core.kinematics
     rng = np.random.default_rng(seed)
     v_max = filt.params.v_max
     q = HOME.copy()
     dt = filt.params.dt
-    ns = []
+    ns, ns_np, ns_kin = [], [], []
     modified = 0
+    target = np.zeros(7)
     for k in range(calls):
         prop = rng.uniform(-0.6, 0.6, 7) * v_max if k % hold == 0 else None
+        if prop is not None:
+            target = prop
         now = k * dt
-        t0 = time.perf_counter_ns()
-        cmd, rep = filt.step(now, prop, q=q, state_stamp=now)
-        ns.append(time.perf_counter_ns() - t0)
+        args = (target[None], filt.v_prev[None], filt.a_prev[None], q[None])
+        held = prop is None
+        for first in ((True, False) if k % 2 else (False, True)):
+            if first:
+                t0 = time.perf_counter_ns()
+                cmd, rep = filt.step(now, prop, q=q, state_stamp=now)
+                ns.append(time.perf_counter_ns() - t0)
+            else:
+                t0 = time.perf_counter_ns()
+                core.step_batch(*args, held=held)
+                ns_np.append(time.perf_counter_ns() - t0)
+        if kin is not None:
+            t0 = time.perf_counter_ns()
+            kin.ee_position_and_jacobian(q)
+            ns_kin.append(time.perf_counter_ns() - t0)
         modified += bool(rep.rules)
         q = q + cmd * dt
         if k % 2000 == 1999:  # keep the random walk near home, inside the box
             q = HOME.copy()
             filt.reset()
-    out = _stats(ns[min(200, calls // 10):])  # skip warm-up
+    skip = min(200, calls // 10)  # warm-up
+    out = _stats(ns[skip:])
     out["calls"] = calls
     out["modified_fraction"] = round(modified / calls, 3)
+    out["numpy_path"] = _stats(ns_np[skip:])
+    if ns_kin:
+        out["kinematics_only"] = _stats(ns_kin[skip:])
     return out
 
 
