@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+#: Slack allowed on the bounds by :meth:`BoxSpec.validate` (float32 rounding of +-1 actions).
+_TOLERANCE = 1e-6
+
 
 @dataclass(frozen=True)
 class BoxSpec:
@@ -46,6 +49,12 @@ class BoxSpec:
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
         object.__setattr__(self, "names", tuple(self.names))
+        # validate()'s common case (a float32 array of the right shape, finite bounds) is one
+        # vectorised comparison: NaN fails both comparisons, so it falls through to the checks
+        # that name the problem.
+        object.__setattr__(self, "_fast", bool(np.all(np.isfinite(low)) and np.all(np.isfinite(high))))
+        object.__setattr__(self, "_lo_tol", low - np.float32(_TOLERANCE))
+        object.__setattr__(self, "_hi_tol", high + np.float32(_TOLERANCE))
 
     @property
     def shape(self) -> tuple[int]:
@@ -55,11 +64,15 @@ class BoxSpec:
     def dim(self) -> int:
         return len(self.names)
 
-    def validate(self, x: Any, *, tolerance: float = 1e-6) -> np.ndarray:
+    def validate(self, x: Any, *, tolerance: float = _TOLERANCE) -> np.ndarray:
         """Return ``x`` as a new float32 array, or raise ``ValueError`` saying what is wrong.
 
         Checks the shape, finiteness and bounds (with ``tolerance``). Never clips.
         """
+        if (self._fast and tolerance == _TOLERANCE and type(x) is np.ndarray
+                and x.dtype == np.float32 and x.shape == self.shape
+                and np.count_nonzero((x >= self._lo_tol) & (x <= self._hi_tol)) == x.size):
+            return x.copy()
         try:
             arr = np.array(x, dtype=np.float32, copy=True)
         except (TypeError, ValueError):
@@ -76,7 +89,7 @@ class BoxSpec:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise ValueError(f"{self.name}[{i}] ({self.names[i]}) is not finite: {arr[i]}")
-        out = (arr < self.low - tolerance) | (arr > self.high + tolerance)
+        out = (arr < self.low - np.float32(tolerance)) | (arr > self.high + np.float32(tolerance))
         if out.any():
             i = int(np.flatnonzero(out)[0])
             raise ValueError(

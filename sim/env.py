@@ -69,6 +69,9 @@ class PandaEnv(gym.Env):
         self.action_space = self.mapper.spec.to_gym()
         self._max_steps = cfg.task.max_steps
         self._terminate_on_success = cfg.task.terminate_on_success
+        self._success_threshold = cfg.task.success_threshold
+        # Only the ee_velocity map reads q (for its Jacobian); the joint map ignores it.
+        self._map_needs_q = self.mapper.mode != "joint"
         lim = cfg.robot.limits
         # Home-pose noise stays inside the position limits with a small margin.
         self._home = np.asarray(cfg.robot.home, dtype=np.float64)
@@ -116,20 +119,21 @@ class PandaEnv(gym.Env):
     def step(self, action):
         if self._needs_reset:
             raise RuntimeError("step() called before reset() or after the episode ended")
-        q, _ = self.world.joint_state(0)
+        world, task = self.world, self.task
+        q = world.joint_state(0)[0] if self._map_needs_q else None
         dq_cmd = self.mapper.to_joint_velocities(action, q)
-        self.world.set_joint_velocities(0, dq_cmd)
-        self.world.step()
+        world.set_joint_velocities(0, dq_cmd)
+        world.step()
         self._steps += 1
         s = self._snapshot()
-        d = self.task.distance(s)
-        success = d < self.task.config.success_threshold
-        reward = self.task.reward(s)
+        d = task.distance(s)
+        success = d < self._success_threshold
+        reward = task.reward_from_distance(d)
         terminated = bool(success and self._terminate_on_success)
         truncated = bool(self._steps >= self._max_steps and not terminated)
         self._needs_reset = terminated or truncated
         info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd}
-        return self.task.observation(s), reward, terminated, truncated, info
+        return task.observation(s), reward, terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":

@@ -22,6 +22,7 @@ from robot_rl.config import RobotProfile, SimConfig
 
 # Commanded joint motors get the URDF's effort limits (Nm); Panda: 87 for joints 1-4, 12 for 5-7.
 _FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
+_FLOAT64 = np.dtype(np.float64)  # numpy's native float64 descriptor (an identity test is cheap)
 
 
 def resolve_urdf(spec: str) -> str:
@@ -44,6 +45,7 @@ class _Robot:
     ee_link: int
     fingers: list[int]
     obj: int | None = None
+    pose_offset: np.ndarray | None = None  # (base, 0, 0, 0, 0): subtracted from a cube pose
 
 
 class PandaWorld:
@@ -115,6 +117,7 @@ class PandaWorld:
             body=body, base=base, joints=joints,
             forces=[forces[n] for n in self.profile.urdf_joint_names],
             ee_link=links[self.profile.ee_link], fingers=fingers,
+            pose_offset=np.concatenate([base, np.zeros(4)]),
         )
         if with_object:
             half = size / 2.0
@@ -161,31 +164,34 @@ class PandaWorld:
     def set_joint_velocities(self, i: int, dq: np.ndarray) -> None:
         """Command joint velocities (rad/s, profile order); held until the next command."""
         r = self._robot(i)
+        if type(dq) is np.ndarray and dq.dtype is _FLOAT64 and dq.ndim == 1:
+            targets = dq.tolist()  # the same Python floats as below, in one call (the env's case)
+        else:
+            targets = [float(v) for v in dq]
         p.setJointMotorControlArray(
             r.body, r.joints, p.VELOCITY_CONTROL,
-            targetVelocities=[float(v) for v in dq], forces=r.forces, physicsClientId=self.cid,
+            targetVelocities=targets, forces=r.forces, physicsClientId=self.cid,
         )
 
     def step(self) -> None:
         """Advance one control period (``sim.substeps`` physics steps)."""
+        step_simulation, cid = p.stepSimulation, self.cid
         for _ in range(self.sim.substeps):
-            p.stepSimulation(physicsClientId=self.cid)
+            step_simulation(physicsClientId=cid)
 
     # -- state ------------------------------------------------------------------------------
 
     def joint_state(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Joint positions (rad) and velocities (rad/s), profile order."""
         r = self._robot(i)
-        states = p.getJointStates(r.body, r.joints, physicsClientId=self.cid)
-        q = np.array([s[0] for s in states])
-        dq = np.array([s[1] for s in states])
-        return q, dq
+        q, dq, _, _ = zip(*p.getJointStates(r.body, r.joints, physicsClientId=self.cid))
+        return np.array(q), np.array(dq)
 
     def ee_position(self, i: int) -> np.ndarray:
         """End-effector link frame position (m) in robot ``i``'s base frame."""
         r = self._robot(i)
         st = p.getLinkState(r.body, r.ee_link, computeForwardKinematics=True, physicsClientId=self.cid)
-        return np.asarray(st[4]) - r.base
+        return np.subtract(st[4], r.base)
 
     def object_pose(self, i: int) -> np.ndarray | None:
         """Cube pose (x, y, z, qx, qy, qz, qw) in robot ``i``'s base frame, or None."""
@@ -193,7 +199,7 @@ class PandaWorld:
         if r.obj is None:
             return None
         pos, quat = p.getBasePositionAndOrientation(r.obj, physicsClientId=self.cid)
-        return np.concatenate([np.asarray(pos) - r.base, quat])
+        return np.subtract(pos + quat, r.pose_offset)  # x - 0.0 is x, bit for bit
 
     def render(self, i: int = 0, width: int = 320, height: int = 240) -> np.ndarray:
         """An RGB image (H, W, 3, uint8) of robot ``i`` from a fixed camera (TinyRenderer)."""

@@ -91,7 +91,10 @@ class Task(ABC):
 
     def reward(self, s: TaskSnapshot) -> float:
         """dense: ``-distance``; sparse: ``0`` on success, ``-1`` otherwise."""
-        d = self.distance(s)
+        return self.reward_from_distance(self.distance(s))
+
+    def reward_from_distance(self, d: float) -> float:
+        """The reward for a distance ``d`` already computed (see :meth:`reward`)."""
         if self.config.reward == "dense":
             return float(-d)
         return 0.0 if d < self.config.success_threshold else -1.0
