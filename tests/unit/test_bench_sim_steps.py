@@ -19,8 +19,8 @@ KEYS = {
     "benchmark", "unit", "steps", "repeats", "episodes_per_repeat", *RATES,
     "ratio_env_over_raw", "overhead_pct", "overhead_pct_cpu_time", "env_steps_per_s_all",
     "raw_steps_per_s_all", "states_identical", "load_avg_1min", "task", "action_mode",
-    "control_hz", "substeps", "physics_dt", "episode_steps", "python", "pybullet", "numpy", "cores",
-    "machine", "git_commit", "date",
+    "control_hz", "substeps", "physics_dt", "episode_steps", "packages", "machine", "git_commit",
+    "date",
 }
 
 
