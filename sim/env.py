@@ -19,6 +19,7 @@ import numpy as np
 
 from robot_rl.actions import ActionMapper
 from robot_rl.config import Config, config_from_dict
+from robot_rl.sim.multi import EpisodeStarts
 from robot_rl.sim.panda import PandaWorld
 from robot_rl.tasks import TaskSnapshot, make_task
 
@@ -72,11 +73,7 @@ class PandaEnv(gym.Env):
         self._success_threshold = cfg.task.success_threshold
         # Only the ee_velocity map reads q (for its Jacobian); the joint map ignores it.
         self._map_needs_q = self.mapper.mode != "joint"
-        lim = cfg.robot.limits
-        # Home-pose noise stays inside the position limits with a small margin.
-        self._home = np.asarray(cfg.robot.home, dtype=np.float64)
-        self._q_lo = np.asarray(lim.q_min) + 0.05
-        self._q_hi = np.asarray(lim.q_max) - 0.05
+        self._starts = EpisodeStarts(cfg, self.task)
         self._goal = np.zeros(3)
         self._steps = 0
         self._needs_reset = True
@@ -100,13 +97,8 @@ class PandaEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
-        rng = self.np_random
-        noise = self.config.sim.home_noise
-        q0 = np.clip(self._home + rng.uniform(-noise, noise, size=self._home.shape),
-                     self._q_lo, self._q_hi)
-        self._goal = self.task.sample_goal(rng)
+        q0, self._goal, obj = self._starts.sample(self.np_random)
         self.world.reset_robot(0, q0)
-        obj = self.task.sample_object(rng)
         if obj is not None:
             self.world.set_object_pose(0, obj)
         self._steps = 0

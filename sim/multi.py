@@ -19,18 +19,30 @@ from robot_rl.sim.panda import PandaWorld
 from robot_rl.tasks import Task, TaskSnapshot, make_task
 
 
-def sample_episode_start(
-    rng: np.random.Generator, task: Task, home: np.ndarray, noise: float,
-    q_lo: np.ndarray, q_hi: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Initial joints (home + U(-noise, noise), kept inside [q_lo, q_hi]), goal, object start.
+class EpisodeStarts:
+    """Where new episodes start: joints, goal and object, drawn from a seeded generator.
 
-    The draw order (joints, goal, object) is fixed so a seed means the same episode everywhere.
+    Joints: home + U(-sim.home_noise, sim.home_noise), kept 0.05 rad inside the position limits.
+    The draw order (joints, goal, object) is fixed so a seed means the same episode everywhere
+    (the gym env and the sim node share this).
     """
-    q0 = np.clip(home + rng.uniform(-noise, noise, size=home.shape), q_lo, q_hi)
-    goal = task.sample_goal(rng)
-    obj = task.sample_object(rng)
-    return q0, goal, obj
+
+    MARGIN = 0.05
+
+    def __init__(self, config: Config, task: Task):
+        lim = config.robot.limits
+        self.task = task
+        self.noise = config.sim.home_noise
+        self.home = np.asarray(config.robot.home, dtype=np.float64)
+        self.q_lo = np.asarray(lim.q_min) + self.MARGIN
+        self.q_hi = np.asarray(lim.q_max) - self.MARGIN
+
+    def sample(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        q0 = np.clip(self.home + rng.uniform(-self.noise, self.noise, size=self.home.shape),
+                     self.q_lo, self.q_hi)
+        goal = self.task.sample_goal(rng)
+        obj = self.task.sample_object(rng)
+        return q0, goal, obj
 
 
 @dataclass(frozen=True)
@@ -62,10 +74,7 @@ class SimRobots:
         )
         n = config.robot.n_joints
         self.n_joints = n
-        lim = config.robot.limits
-        self._home = np.asarray(config.robot.home, dtype=np.float64)
-        self._q_lo = np.asarray(lim.q_min) + 0.05
-        self._q_hi = np.asarray(lim.q_max) - 0.05
+        self._starts = EpisodeStarts(config, self.task)
         # One independent, seeded stream per robot: robot i's episodes don't depend on others.
         self._rngs = [np.random.default_rng([config.run.seed, i]) for i in range(self.num_robots)]
         self._commands = np.zeros((self.num_robots, n))
@@ -125,9 +134,7 @@ class SimRobots:
     def reset(self, i: int) -> RobotState:
         """New episode for robot ``i``: home pose + seeded noise, new goal (and object), at rest."""
         self._check_index(i)
-        q0, goal, obj = sample_episode_start(
-            self._rngs[i], self.task, self._home, self.config.sim.home_noise, self._q_lo, self._q_hi
-        )
+        q0, goal, obj = self._starts.sample(self._rngs[i])
         self.world.reset_robot(i, q0)
         if obj is not None:
             self.world.set_object_pose(i, obj)

@@ -19,21 +19,11 @@ import pybullet as p
 import pybullet_data
 
 from robot_rl.config import RobotProfile, SimConfig
+from robot_rl.kinematics import resolve_urdf
 
 # Commanded joint motors get the URDF's effort limits (Nm); Panda: 87 for joints 1-4, 12 for 5-7.
 _FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")
 _FLOAT64 = np.dtype(np.float64)  # numpy's native float64 descriptor (an identity test is cheap)
-
-
-def resolve_urdf(spec: str) -> str:
-    """``pybullet_data:<rel>`` → pybullet_data's file; anything else is a path that must exist."""
-    if spec.startswith("pybullet_data:"):
-        path = os.path.join(pybullet_data.getDataPath(), spec.split(":", 1)[1])
-    else:
-        path = os.path.expanduser(spec)
-    if not os.path.isfile(path):
-        raise ValueError(f"robot.urdf: no URDF file at {path!r} (from {spec!r})")
-    return path
 
 
 @dataclass
@@ -78,7 +68,7 @@ class PandaWorld:
         self.plane = (
             p.loadURDF("plane.urdf", physicsClientId=self.cid) if table else None
         )
-        urdf = resolve_urdf(profile.urdf)
+        urdf = str(resolve_urdf(profile.urdf))
         self.robots: list[_Robot] = []
         for i in range(self.num_robots):
             base = np.array([0.0, i * sim.robot_spacing, 0.0])
