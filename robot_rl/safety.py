@@ -301,8 +301,8 @@ def _braking_speed(d, A, U, U2, k1, k2, nr_u_dt):
 
 
 def _upper_bound(w, v, dt, tau, r_cap):
-    """Largest ``v'`` with ``v' + P((v' - v)/dt) <= w``: ``v + dt F^{-1}((w - v)/dt)``, exactly ``w``
-    when no look-ahead is needed (``(w - v)/dt <= tau``)."""
+    """Largest ``v'`` with ``v' + P((v' - v)/dt) <= w``: ``v + dt F^{-1}((w - v)/dt)``, exactly
+    ``w`` when no look-ahead is needed (``(w - v)/dt <= tau``)."""
     r = (w - v) / dt
     ahead = r > tau
     if not ahead.any():
@@ -446,7 +446,8 @@ class SafetyParams:
 class SafetyReport:
     """What one command is and why it differs from the proposal.
 
-    ``rules`` has a bit for every rule that fired (``int(rules)`` is ``AppliedCommand.rules_fired``);
+    ``rules`` has a bit for every rule that fired (``int(rules)`` goes to
+    ``AppliedCommand.rules_fired``);
     ``amounts[rule]`` says by how much (units in :data:`AMOUNT_UNITS`); ``target`` is what the
     command was steered toward (the proposal in profile order, or zeros); ``lower``/``upper`` the
     admissible joint velocities of this period (hard limits and position braking), inside which
@@ -728,7 +729,8 @@ class SafetyCore:
             try:
                 arr = np.array(x, dtype=float)
             except (TypeError, ValueError):
-                raise ValueError(f"{nm}: expected {self.n} floats, got {type(x).__name__}") from None
+                raise ValueError(
+                    f"{nm}: expected {self.n} floats, got {type(x).__name__}") from None
             if arr.shape != (self.n,) or not np.isfinite(arr).all():
                 raise ValueError(f"{nm}: expected {self.n} finite floats (profile order), got "
                                  f"{arr.tolist() if arr.ndim <= 1 else arr.shape}")
