@@ -163,7 +163,8 @@ class DedupIndex:
             ends = np.concatenate([brk, [n]])
             for a, b in zip(starts.tolist(), ends.tolist()):
                 st = idx.state(int(r[a]), int(s[a]))
-                sq = np.unique(q[a:b])
+                sq = q[a:b]  # sorted (lexsort above): drop repeats without np.unique's hashing
+                sq = sq[np.concatenate(([True], sq[1:] != sq[:-1]))]
                 sq = sq[sq.astype(np.int64) > st.wm] if st.wm >= 0 else sq
                 sq = sq[~np.isin(sq, np.fromiter(st.above, np.uint64, len(st.above)))] if st.above else sq
                 st.add_sorted_unique(sq)

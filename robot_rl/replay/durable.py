@@ -59,9 +59,11 @@ class CrashHook:
 
     The variable is ``PHASE_FILE[;KILL_PHASE:K]``: the writer writes its current phase code into
     ``PHASE_FILE`` (one byte, ``pwrite``) at every phase change, so a parent that kills it at a
-    random moment knows what it interrupted; with ``KILL_PHASE:K`` it SIGKILLs itself half-way
-    through its K-th file write (counted from 1) while in ``KILL_PHASE`` -- a torn temp file on
-    disk, exactly what a crash in the middle of ``write(2)`` leaves.
+    random moment knows what it interrupted; with ``KILL_PHASE:K`` it SIGKILLs itself at the
+    K-th (counted from 1) *crash point* while in ``KILL_PHASE``. Crash points: half-way through
+    writing a temp file (a torn temp file on disk, what a crash in the middle of ``write(2)``
+    leaves) and, in :meth:`DurableLocalStore.put_many`, after each rename (some chunks of a
+    group replaced, the others not).
     """
 
     def __init__(self, spec: str) -> None:
@@ -281,6 +283,8 @@ class DurableLocalStore(LocalStore):
                     t.unlink(missing_ok=True)
                 raise
             self._dirty_dirs.add(path.parent)
+            if _HOOK is not None:  # crash tests: also die between two renames of a group
+                _HOOK.mid_write()
 
     def set_sync(self, key: str, value: Buffer) -> None:
         self._ensure_open_sync()

@@ -11,9 +11,12 @@ the newly committed rows into numpy arrays -- and keeps, per DESIGN §4:
   depends only on the store, not on when or in how many steps it was mirrored (a resumed learner
   gets the same pools).
 
-Rows live in *slots* of column arrays that grow geometrically (one slot per kept row; a ring
-position's slot is reused when a newer online row evicts the old one); the pools map positions
-to slots.
+Rows live in *slots* of the column arrays, and a slot is the row's place in its pool: slots
+``0 .. capacity-1`` are the ring (online row of rank k at slot ``k mod capacity``, overwritten
+when a newer online row evicts it), slots ``capacity + d`` the demo pool (its d-th row). So a
+sampled position needs no table lookup, and the slot doubles as the handle the sampler returns.
+The ring's part of the arrays is allocated at once but only touched as it fills (``np.zeros``
+pages cost no memory until written); the demo part grows geometrically.
 
 **Episode links.** Rows of several robots interleave in the store, and an episode's rows need not
 be contiguous (or even in order, after a re-send). Each slot therefore records the slot of the
@@ -79,18 +82,15 @@ class ReplayMirror:
         self.obs_dim, self.act_dim = self.observation_spec.dim, self.action_spec.dim
         #: store rows processed so far (the commit point this mirror reflects)
         self.mirrored = 0
-        # slots
-        self.n_slots = 0
-        self._slot_cap = 0
-        self.cols: dict[str, np.ndarray] = {}
-        self.slot_row = np.zeros(0, np.int64)
-        self.next_slot = np.zeros(0, np.int64)
-        self.prev_slot = np.zeros(0, np.int64)
-        # pools
-        self.demo_slots = np.zeros(0, np.int64)
         self.n_demo = 0
-        self.ring_slots = np.zeros(0, np.int64)
         self.online_seen = 0  # policy rows in the mirrored part of the store (evicted included)
+        # slots: [0, capacity) the ring, [capacity, capacity + demo room) the demo pool
+        self._demo_room = 0
+        self.cols: dict[str, np.ndarray] = {}
+        self.slot_row = np.zeros(0, np.int64)   # store row of each slot, -1: empty
+        self.next_slot = np.zeros(0, np.int64)  # next row of the same episode, -1: none
+        self.prev_slot = np.zeros(0, np.int64)
+        self._alloc(0)
         # episode edges waiting for a partner: key (robot, episode, step) -> (slot, row)
         self._succ_wanted: dict[tuple[int, int, int], tuple[int, int]] = {}
         self._pred_wanted: dict[tuple[int, int, int], tuple[int, int]] = {}
@@ -106,31 +106,39 @@ class ReplayMirror:
     def __len__(self) -> int:
         return self.n_demo + self.n_online
 
-    def _grow_slots(self, need: int) -> None:
-        if need <= self._slot_cap:
-            return
-        cap = max(need, int(self._slot_cap * 1.5), 1024)
+    def demo_rows(self) -> np.ndarray:
+        """Store rows of the demo pool, by position."""
+        return self.slot_row[self.capacity:self.capacity + self.n_demo]
+
+    def online_rows(self) -> np.ndarray:
+        """Store rows of the online ring, by ring position."""
+        return self.slot_row[:self.n_online]
+
+    def _alloc(self, demo_room: int) -> None:
+        """(Re)allocate the arrays for the ring plus ``demo_room`` demo slots; keep the data."""
+        cap = self.capacity
+        total = cap + demo_room
+        used = [(0, self.n_online), (cap, cap + self.n_demo)]  # copy only what is filled
         shapes = {"observation": (self.obs_dim,), "next_observation": (self.obs_dim,),
                   "action": (self.act_dim,)}
         for name in MIRROR_COLUMNS:
-            new = np.zeros((cap, *shapes.get(name, ())), COLUMN_BY_NAME[name].dtype)
+            new = np.zeros((total, *shapes.get(name, ())), COLUMN_BY_NAME[name].dtype)
             if name in self.cols:
-                new[: self.n_slots] = self.cols[name][: self.n_slots]
+                for a, b in used:
+                    new[a:b] = self.cols[name][a:b]
             self.cols[name] = new
-        for attr, fill in (("slot_row", -1), ("next_slot", -1), ("prev_slot", -1)):
+        for attr in ("slot_row", "next_slot", "prev_slot"):
             old = getattr(self, attr)
-            new = np.full(cap, fill, np.int64)
-            new[: self.n_slots] = old[: self.n_slots]
+            new = np.full(total, -1, np.int64)
+            for a, b in used:
+                if b > a:
+                    new[a:b] = old[a:b]
             setattr(self, attr, new)
-        self._slot_cap = cap
+        self._demo_room = demo_room
 
-    @staticmethod
-    def _grow(arr: np.ndarray, need: int, fill: int = -1) -> np.ndarray:
-        if need <= len(arr):
-            return arr
-        new = np.full(max(need, int(len(arr) * 1.5), 1024), fill, arr.dtype)
-        new[: len(arr)] = arr
-        return new
+    def _ensure_demo_room(self, n: int) -> None:
+        if n > self._demo_room:
+            self._alloc(max(n, 2 * self._demo_room, 1024))
 
     # ------------------------------------------------------------------ refresh
 
@@ -158,9 +166,8 @@ class ReplayMirror:
         first_kept_rank = self.online_seen + n_on - self.capacity  # ranks below this: not kept
         rank = self.online_seen + np.cumsum(online) - 1
         keep = ~online | (rank >= first_kept_rank)
-        # room for every kept row at once: growing block by block would copy the arrays and
-        # hold two copies at the peak (an upper bound: rows that evict reuse slots)
-        self._grow_slots(self.n_slots + int(keep.sum()))
+        # room for every new demo row at once (growing block by block would copy more often)
+        self._ensure_demo_room(self.n_demo + int((~online).sum()))
         written: list[np.ndarray] = []
         for a in range(start, length, self.block_rows):
             b = min(a + self.block_rows, length)
@@ -182,25 +189,16 @@ class ReplayMirror:
         rows = a + idx
         is_on = online[idx]
         n = len(idx)
-        # --- slots: new ones for demo rows and for online rows while the ring fills up;
-        # a full ring reuses the slot of the row it evicts.
-        on_rank = rank[idx][is_on]
-        ring_pos = on_rank % self.capacity
-        if len(on_rank):
-            self.ring_slots = self._grow(self.ring_slots, min(self.capacity, int(on_rank.max()) + 1))
-        # a ring position is reused if some older row holds it (-1: never filled)
-        reuse = self.ring_slots[ring_pos] >= 0
+        # --- slots: an online row goes to its ring position (evicting the row there, if any),
+        # a demo row to the next demo slot
         slots = np.empty(n, np.int64)
-        fresh = np.ones(n, bool)
-        on_idx = np.flatnonzero(is_on)
-        fresh[on_idx[reuse]] = False
-        n_fresh = int(fresh.sum())
-        self._grow_slots(self.n_slots + n_fresh)
-        slots[fresh] = self.n_slots + np.arange(n_fresh)
-        self.n_slots += n_fresh
-        if reuse.any():
-            evicted = self.ring_slots[ring_pos[reuse]]
-            slots[on_idx[reuse]] = evicted
+        ring_pos = rank[idx][is_on] % self.capacity
+        slots[is_on] = ring_pos
+        n_d = n - len(ring_pos)
+        slots[~is_on] = self.capacity + self.n_demo + np.arange(n_d)
+        self.n_demo += n_d
+        evicted = ring_pos[self.slot_row[ring_pos] >= 0]
+        if len(evicted):
             self._unlink(evicted)
         # --- data
         for name in MIRROR_COLUMNS:
@@ -208,14 +206,6 @@ class ReplayMirror:
         self.slot_row[slots] = rows
         self.next_slot[slots] = -1
         self.prev_slot[slots] = -1
-        # --- pools
-        demo_slots = slots[~is_on]
-        if len(demo_slots):
-            self.demo_slots = self._grow(self.demo_slots, self.n_demo + len(demo_slots))
-            self.demo_slots[self.n_demo:self.n_demo + len(demo_slots)] = demo_slots
-            self.n_demo += len(demo_slots)
-        if is_on.any():
-            self.ring_slots[ring_pos] = slots[is_on]
         # --- episode links
         ends = data["terminated"][idx] | data["truncated"][idx]
         self._link(slots, rows, data["robot_id"][idx], data["episode_id"][idx],
@@ -283,13 +273,3 @@ class ReplayMirror:
                 del d[k]
         self._purge_at = max(1 << 14, 2 * (len(self._succ_wanted) + len(self._pred_wanted)))
 
-    # ------------------------------------------------------------------ lookups
-
-    def handle_slots(self, handles: np.ndarray) -> np.ndarray:
-        """Slots of sample handles (``p`` < capacity: ring position; ``capacity + d``: demo)."""
-        h = np.asarray(handles, np.int64)
-        demo = h >= self.capacity
-        out = np.empty(h.shape, np.int64)
-        out[~demo] = self.ring_slots[h[~demo]]
-        out[demo] = self.demo_slots[h[demo] - self.capacity]
-        return out

@@ -83,7 +83,8 @@ class Batch(NamedTuple):
         nstep_next_observation: float32 (B, obs_dim) -- where the n-step target bootstraps.
         nstep_length: int64 (B,) -- m, the rewards summed (1..n).
         weights: float32 (B,) -- importance weights (1 for uniform sampling).
-        indices: int64 (B,) -- handles for :meth:`ReplaySampler.update_priorities`.
+        indices: int64 (B,) -- the rows' slots in the mirror (ring position, or capacity + demo
+            position), for :meth:`ReplaySampler.update_priorities`.
         rows: int64 (B,) -- store rows (to detect rows replaced since sampling).
         is_demo: bool (B,) -- row from the demo pool (demo or intervention).
         source: uint8 (B,) -- 0 policy, 1 demo, 2 intervention.
@@ -151,6 +152,8 @@ class ReplaySampler:
         self.sample_count = 0
         self.max_leaf = 1.0
         self._gpow = self.gamma ** np.arange(self.n_step + 1)
+        self._uniform_key: tuple | None = None
+        self._uniform_cache: tuple = ()
         self._demo_tree = SumTree(1024)
         self._online_tree = SumTree(mirror.capacity)
         self._prioritize_mirrored_rows()
@@ -201,34 +204,31 @@ class ReplaySampler:
         return int(round(batch_size * self.demo_fraction))
 
     def _draw_uniform(self, B: int) -> tuple[np.ndarray, np.ndarray]:
-        """Uniform positions in the pools: ``floor(U * n)`` with ``U ~ U[0, 1)`` (53-bit)."""
+        """Uniform positions in the pools: ``floor(U * n)`` with ``U ~ U[0, 1)`` (53 bits).
+
+        ``U <= 1 - 2**-53`` makes ``U * n`` round below ``n`` for every ``n < 2**53``, so no
+        clamp is needed.
+        """
         m = self.mirror
-        n_d, n_o = m.n_demo, m.n_online
+        n_d, n_o = m.n_demo, min(m.online_seen, m.capacity)
         cap = m.capacity
         x = self.rng.random(B)
         if self.demo_fraction is None:
             u = (x * (n_d + n_o)).astype(np.int64)
-            np.minimum(u, n_d + n_o - 1, out=u)
-            demo = u < n_d
-            handles = np.where(demo, cap + u, u - n_d)
-            slots = np.empty(B, np.int64)
-            slots[demo] = m.demo_slots[u[demo]]
-            slots[~demo] = m.ring_slots[u[~demo] - n_d]
-            return handles, slots
-        k = self._split(B)
-        handles = np.empty(B, np.int64)
-        slots = np.empty(B, np.int64)
-        if k:
-            pd = (x[:k] * n_d).astype(np.int64)
-            np.minimum(pd, n_d - 1, out=pd)
-            slots[:k] = m.demo_slots[pd]
-            handles[:k] = pd + cap
-        if B - k:
-            po = (x[k:] * n_o).astype(np.int64)
-            np.minimum(po, n_o - 1, out=po)
-            slots[k:] = m.ring_slots[po]
-            handles[k:] = po
-        return handles, slots
+            slots = np.where(u < n_d, cap + u, u - n_d)
+            return slots, slots
+        key = (B, n_d, n_o)
+        if self._uniform_key != key:  # per-row pool sizes and handle offsets, cached
+            k = self._split(B)
+            scale = np.full(B, float(n_o))
+            scale[:k] = n_d
+            offset = np.zeros(B, np.int64)
+            offset[:k] = cap
+            self._uniform_key, self._uniform_cache = key, (k, scale, offset)
+        _k, scale, offset = self._uniform_cache
+        slots = (x * scale).astype(np.int64)
+        slots += offset
+        return slots, slots
 
     def _stratified(self, tree: SumTree, k: int) -> tuple[np.ndarray, np.ndarray]:
         """k positions from ``tree`` by stratified proportional sampling, and their leaves."""
@@ -265,20 +265,18 @@ class ReplaySampler:
             fd = fd if n_d else 0.0
             prob = np.concatenate([fd * ld / td.total if k else ld,
                                    (1.0 - fd) * lo / to.total if B - k else lo])
-        handles = np.where(demo, m.capacity + pos, pos)
-        slots = np.where(demo, m.demo_slots[np.where(demo, pos, 0)] if n_d else 0,
-                         m.ring_slots[np.where(demo, 0, pos)] if n_o else 0)
+        slots = np.where(demo, m.capacity + pos, pos)
         n = n_d + n_o
         w = (n * prob) ** (-self.beta)
         w /= w.max()
-        return handles, slots, w
+        return slots, slots, w
 
     def sample(self, batch_size: int) -> Batch:
         """Draw one batch (see the module docstring for the distribution and the targets)."""
         m = self.mirror
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if len(m) == 0:
+        if batch_size < 1 or m.n_demo + m.online_seen == 0:
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be >= 1, got {batch_size}")
             raise ValueError("the replay mirror is empty: nothing committed yet (call refresh())")
         if self.prioritized:
             handles, slots, w = self._draw_prioritized(batch_size)
@@ -375,7 +373,7 @@ class ReplaySampler:
             r = _numpy(rows).astype(np.int64).reshape(-1)
             if r.shape != h.shape:
                 raise ValueError(f"rows: expected {h.shape[0]} values, got {r.shape[0]}")
-            ok = m.slot_row[m.handle_slots(h)] == r
+            ok = m.slot_row[h] == r
             h, p, demo = h[ok], p[ok], demo[ok]
         leaf = (p + self.eps + self.demo_eps * demo) ** self.alpha
         if demo.any():
@@ -407,8 +405,8 @@ class ReplaySampler:
         """``(arrays, meta)``: everything a resumed learner needs to continue exactly."""
         m = self.mirror
         arrays = {
-            "demo_rows": m.slot_row[m.demo_slots[: m.n_demo]].copy(),
-            "online_rows": m.slot_row[m.ring_slots[: m.n_online]].copy(),
+            "demo_rows": m.demo_rows().copy(),
+            "online_rows": m.online_rows().copy(),
             "demo_priorities": self._demo_tree.leaves[: m.n_demo].copy(),
             "online_priorities": self._online_tree.leaves[: m.n_online].copy(),
         }
@@ -438,8 +436,7 @@ class ReplaySampler:
             raise ValueError(f"sampler state: the mirror already holds {m.mirrored} rows, the state "
                              f"was saved at {saved}; restore into a fresh mirror")
         self.refresh(until=saved)
-        for name, mine_rows in (("demo_rows", m.slot_row[m.demo_slots[: m.n_demo]]),
-                                ("online_rows", m.slot_row[m.ring_slots[: m.n_online]])):
+        for name, mine_rows in (("demo_rows", m.demo_rows()), ("online_rows", m.online_rows())):
             if not np.array_equal(mine_rows, arrays[name]):
                 raise ValueError(f"sampler state: {name} differ from the store's (another store, "
                                  "or a different capacity?)")

@@ -51,8 +51,6 @@ from __future__ import annotations
 import asyncio
 import json
 import operator
-import os
-import socket
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -66,14 +64,13 @@ from zarr.codecs import BytesCodec
 from robot_rl.config import ReplayConfig
 from robot_rl.replay import durable
 from robot_rl.replay.dedup import DedupIndex
-from robot_rl.replay.durable import DurableLocalStore, write_atomic
+from robot_rl.replay.durable import DurableLocalStore
 from robot_rl.replay.lock import WriterLock
 from robot_rl.replay.schema import (
     ATTRS_KEY,
     COLUMN_BY_NAME,
     COLUMN_NAMES,
     COLUMNS,
-    OPTIONAL_FIELDS,
     SCHEMA_VERSION,
     check_column_names,
     column_shape,
@@ -433,8 +430,12 @@ class ReplayWriter:
 
         w = ReplayWriter(path, observation_spec, action_spec, config.replay)
         on each Transition msg:   w.append(**fields_of(msg))
-        on a timer:               if w.maybe_flush(): publish one ReplayAck per w.acks() item
+        on a timer:               w.maybe_flush()
+                                  if w.stats.commits changed: one ReplayAck per w.acks() item
         on shutdown:              w.close()       # flushes
+
+    (A commit also happens inside ``append`` when ``max_uncommitted_rows`` rows wait, hence
+    "commits changed" rather than the return value of ``maybe_flush``.)
 
     Not thread-safe: call it from one thread (in a ROS node, one mutually exclusive callback
     group for the subscription and the timer).

@@ -197,14 +197,14 @@ def test_online_rows_beyond_capacity_drop_out_oldest_first_demos_stay(tmp_path):
         assert (m.n_demo, m.n_online) == (5, 10)
         seqs = m.reader.read(0, m.mirrored)["seq"]
         src = m.reader.read(0, m.mirrored)["source"]
-        ring_rows = m.slot_row[m.ring_slots[:10]]
+        ring_rows = m.online_rows()
         assert sorted(seqs[ring_rows].tolist()) == list(range(15, 25))  # the newest 10
         assert all(src[ring_rows] == P)
-        demo_rows = m.slot_row[m.demo_slots[:5]]
+        demo_rows = m.demo_rows()
         assert seqs[demo_rows].tolist() == [0, 1, 2, 3, 4] and all(src[demo_rows] == D)
     # the pools are the same whether mirrored step by step or at once
-    np.testing.assert_array_equal(inc.slot_row[inc.ring_slots[:10]], bulk.slot_row[bulk.ring_slots[:10]])
-    np.testing.assert_array_equal(inc.slot_row[inc.demo_slots[:5]], bulk.slot_row[bulk.demo_slots[:5]])
+    np.testing.assert_array_equal(inc.online_rows(), bulk.online_rows())
+    np.testing.assert_array_equal(inc.demo_rows(), bulk.demo_rows())
     # evicted rows take their episode links with them: online row 15 starts an episode
     s = ReplaySampler(inc, gamma=0.5, n_step=5, seed=0)
     b = s.sample(500)
