@@ -11,7 +11,6 @@ randomness inside; callers pass their seeded generators' draws in).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
