@@ -20,6 +20,9 @@ examples:
   robot-rl config show --config my.yaml task.reward=sparse
   robot-rl sim rollout --policy scripted --episodes 100 task.action_mode=ee_velocity
   robot-rl sim rollout --policy random --episodes 5 task.name=push
+  robot-rl train --task reach --algo td3 --steps 20000 --name td3_reach
+  robot-rl eval runs/td3_reach/checkpoints/ckpt_000020000.safetensors
+  robot-rl plot runs/td3_reach
 
 Configuration: --config FILE loads YAML sections (robot, task, sim, safety, agent, replay, run);
 KEY=VALUE arguments override single fields. Unknown keys and bad values are refused with the
@@ -177,6 +180,52 @@ def cmd_replay_verify(args: argparse.Namespace) -> int:
     return 0 if res.ok else 1
 
 
+# --------------------------------------------------------------------------- learning
+
+
+def _train_overrides(args: argparse.Namespace) -> list[str]:
+    """The train shortcuts (--task, --algo, ...) as KEY=VALUE overrides (explicit ones win)."""
+    out = []
+    for flag, key in (("task", "task.name"), ("reward", "task.reward"), ("algo", "agent.algo"),
+                      ("steps", "run.total_steps"), ("seed", "run.seed"), ("name", "run.name")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            out.append(f"{key}={v}")
+    return out + list(args.overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from robot_rl.agents.trainer import train
+
+    cfg = load_config(args.config, tuple(_train_overrides(args)))
+    res = train(cfg, resume=args.resume, argv=sys.argv)
+    if args.json:
+        print(json.dumps(res.__dict__))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from robot_rl.agents.trainer import eval_checkpoint
+
+    res = eval_checkpoint(args.checkpoint, episodes=args.episodes, seed=args.seed,
+                          overrides=tuple(args.overrides))
+    if args.json:
+        print(json.dumps(res))
+    else:
+        print(f"# {res['task']}")
+        print(f"success {res['success_rate']:.1%} over {res['episodes']} episodes (seeds "
+              f"{res['seeds'][0]}..{res['seeds'][1]}), mean return {res['mean_return']:.3f}, "
+              f"final distance {res['mean_final_distance']:.4f} m [{res['wall_s']:.1f} s]")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from robot_rl.agents.trainer import plot_run
+
+    print(plot_run(args.run_dir, args.output))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -239,6 +288,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", help="store directory or fsspec URL")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_replay_verify)
+
+    p = sub.add_parser(
+        "train", help="train an agent in the gym env (in-process): replay store, learner, evals",
+        description="Train DDPG / TD3 / DDPGfD / SVG(0) on the PyBullet gym env in one process; "
+        "transitions go through the replay store in runs/<name>/. Writes progress.csv, eval.csv, "
+        "TensorBoard events (tb/), checkpoints/, policy.safetensors, config.yaml and "
+        "provenance.json. Shortcut flags set the config fields named in their help.")
+    _add_config_args(p)
+    p.add_argument("--task", choices=("reach", "push"), help="task.name")
+    p.add_argument("--reward", choices=("dense", "sparse"), help="task.reward")
+    p.add_argument("--algo", choices=("ddpg", "td3", "ddpgfd", "svg0"), help="agent.algo")
+    p.add_argument("--steps", type=int, help="run.total_steps")
+    p.add_argument("--seed", type=int, help="run.seed")
+    p.add_argument("--name", help="run.name (the directory runs/<name>/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the newest checkpoint of the run")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser(
+        "eval", help="success rate of a checkpoint's deterministic policy",
+        description="Evaluate a checkpoint (DESIGN 8): the deterministic policy on a fixed list "
+        "of seeded episodes (run.eval_seed + i, run.eval_episodes of them, from the checkpoint's "
+        "config unless given); KEY=VALUE overrides change the env (e.g. task.reward=sparse).")
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="a ckpt_*.safetensors file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override config fields")
+    p.add_argument("--episodes", type=int, help="episodes (default run.eval_episodes)")
+    p.add_argument("--seed", type=int, help="first episode seed (default run.eval_seed)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("plot", help="PNG learning curve of a run directory",
+                       description="Plot eval success rate and training return against env "
+                       "steps (matplotlib, Agg) into RUN_DIR/learning_curve.png.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="runs/<name>")
+    p.add_argument("--output", "-o", help="PNG path (default RUN_DIR/learning_curve.png)")
+    p.set_defaults(func=cmd_plot)
 
     # Subcommand groups without a subcommand print their help.
     for grp in (p_cfg, p_sim, p_rep):
