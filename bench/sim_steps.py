@@ -50,7 +50,7 @@ import pybullet_data
 from robot_rl.config import Config, load_config
 from robot_rl.provenance import provenance
 from robot_rl.sim.env import PandaEnv
-from robot_rl.sim.panda import resolve_urdf
+from robot_rl.kinematics import resolve_urdf
 
 REPO = Path(__file__).resolve().parents[1]
 FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")  # as sim/panda.py
@@ -145,7 +145,7 @@ class RawScene:
         p.setAdditionalSearchPath(pybullet_data.getDataPath(), physicsClientId=cid)
         p.loadURDF("plane.urdf", physicsClientId=cid)
         self.body = body = p.loadURDF(
-            resolve_urdf(robot.urdf), [0.0, 0.0, 0.0], useFixedBase=True,
+            str(resolve_urdf(robot.urdf)), [0.0, 0.0, 0.0], useFixedBase=True,
             flags=p.URDF_USE_INERTIA_FROM_FILE, physicsClientId=cid,
         )
         by_name, links, forces = {}, {}, {}
