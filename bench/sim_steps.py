@@ -48,9 +48,9 @@ import pybullet as p
 import pybullet_data
 
 from robot_rl.config import Config, load_config
+from robot_rl.kinematics import resolve_urdf
 from robot_rl.provenance import provenance
 from robot_rl.sim.env import PandaEnv
-from robot_rl.kinematics import resolve_urdf
 
 REPO = Path(__file__).resolve().parents[1]
 FINGER_JOINTS = ("panda_finger_joint1", "panda_finger_joint2")  # as sim/panda.py
