@@ -21,6 +21,7 @@ PACKAGE = "robot_rl"
 # `ros2 run robot_rl <name>` and launch files find them; pip puts them in the venv's bin/.
 NODES: dict[str, str] = {
     "sim_robot_node": "robot_rl.ros_nodes.sim_robot_node:main",
+    "safety_node": "robot_rl.ros_nodes.safety_node:main",
 }
 
 setup(
