@@ -97,3 +97,19 @@ def test_td3_smoke_beats_random_and_writes_a_complete_run(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_td3_solves_dense_reach_within_the_fixed_budget(tmp_path):
+    """The full version of the smoke (bench/learning.py arm ``td3``, seed 0, 30k env steps):
+    some evaluation on the 50 fixed seeds reaches >= 95% success. Tens of minutes on 2 cores."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.run_ours("td3", 0, str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / "td3_s0" / "eval.csv")))
+    assert max(float(r["success_rate"]) for r in rows) >= 0.95, rows

@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Learner benchmark: TD3 updates/s against Stable-Baselines3's TD3 ``train()``, same run.
+
+Both sides do the same work, interleaved (ours, SB3, ours, SB3, ...; medians over repetitions):
+
+* TD3 with batch 256, a 256x256 actor and two 256x256 critics, obs 20, act 7, policy delay 2,
+  target-policy smoothing (0.2, clip 0.5), tau 0.005, Adam 3e-4, the same torch thread count;
+* each side samples from its own buffer of ``--rows`` rows (default 1M): ours through the real
+  path -- a zarr replay store on disk, mirrored into RAM (``ReplayMirror``) and sampled by
+  ``ReplaySampler.sample`` into a typed ``Batch`` -- and SB3 from its ``ReplayBuffer``
+  (``model.train(gradient_steps=N)``, which samples, updates and logs as in ``learn()``);
+* observation normalisation is off on our side (SB3 has none), so the maths is the same.
+
+Reported: updates/s of each (wall time; and process CPU time, less sensitive to other load on a
+shared machine), the ratio ours / SB3, and both as % of the **FLOP-bound ideal**: the
+matrix-multiply FLOPs of one TD3 update (forward and backward, counted layer by layer below)
+divided by the GEMM throughput this machine sustains at the same thread count for a
+256x256x256 float32 matmul, measured in every repetition next to both sides (on a shared
+machine it moves); the % is the median over repetitions of rate / that repetition's ideal.
+``torch.compile`` is not used.
+
+    python bench/learner.py                 # 1M-row buffers (about two minutes)
+    python bench/learner.py --quick         # 20k rows, seconds (CI: tests/unit/test_bench_learner.py)
+
+Without stable-baselines3 installed the SB3 side is skipped with a note (pip install
+"stable-baselines3>=2.3"; it must not pull another torch).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+OBS, ACT, B, HID = 20, 7, 256, (256, 256)
+
+
+# -------------------------------------------------------------------------- FLOPs
+
+
+def _fwd(dims: list[int]) -> int:
+    """Matmul FLOPs of one forward pass of an MLP with layer sizes ``dims`` on a batch of B."""
+    return sum(2 * B * a * b for a, b in zip(dims[:-1], dims[1:]))
+
+
+def td3_update_flops(policy_delay: int = 2) -> dict[str, float]:
+    """Matmul FLOPs of one TD3 update (2 per multiply-add), averaged over the actor delay.
+
+    target: actor' fwd + 2 critics' fwd; critic step: 2 critics fwd + weight grads + input
+    grads of every layer but the first; actor step (1 in ``policy_delay``): actor fwd, critic-1
+    fwd, critic-1 input grads (all layers: grad_a Q), actor weight grads + input grads of all
+    but the first layer.
+    """
+    a = [OBS, *HID, ACT]
+    c = [OBS + ACT, *HID, 1]
+    fa, fc = _fwd(a), _fwd(c)
+    fc_first, fa_first = 2 * B * c[0] * c[1], 2 * B * a[0] * a[1]
+    target = fa + 2 * fc
+    critic = 2 * fc + 2 * fc + 2 * (fc - fc_first)
+    actor = fa + fc + fc + fa + (fa - fa_first)
+    return {"target": target, "critic": critic, "actor": actor,
+            "per_update": target + critic + actor / policy_delay}
+
+
+def gemm_gflops(threads: int, seconds: float = 1.0) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    x, w = torch.randn(256, 256), torch.randn(256, 256)
+    for _ in range(50):
+        x @ w
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(100):
+            x @ w
+        n += 100
+    return 2 * 256**3 * n / (time.perf_counter() - t0) / 1e9
+
+
+# -------------------------------------------------------------------------- ours
+
+
+def build_ours(rows: int, tmp: Path, seed: int):
+    from robot_rl.agents.config import LearnerConfig
+    from robot_rl.agents.learning import Learner
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay import ReplayMirror, ReplaySampler, ReplayWriter
+    from robot_rl.replay.synthetic import make_specs, synthetic_rows
+
+    path = tmp / "replay.zarr"
+    obs, act = make_specs(OBS, ACT)
+    t0 = time.perf_counter()
+    with ReplayWriter(path, obs, act, ReplayConfig(fsync=False)) as w:
+        step = 1 << 17
+        for a in range(0, rows, step):
+            w.append_batch(synthetic_rows(range(a, min(rows, a + step)), obs_dim=OBS, act_dim=ACT))
+        w.flush()
+    sampler = ReplaySampler(ReplayMirror(path, rows), gamma=0.99, n_step=1, seed=seed)
+    sampler.refresh()
+    build_s = time.perf_counter() - t0
+    cfg = LearnerConfig(algo="td3", hidden=HID, twin_critics=True, obs_normalization=False,
+                        policy_delay=2, target_noise=0.2, target_noise_clip=0.5, tau=0.005,
+                        actor_lr=3e-4, critic_lr=3e-4, batch_size=B, gamma=0.99)
+    learner = Learner(cfg, OBS, ACT, device="cpu", seed=seed)
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            learner.step(sampler.sample(B))
+
+    return run, build_s, len(sampler.mirror)
+
+
+# -------------------------------------------------------------------------- SB3
+
+
+def build_sb3(rows: int, seed: int):
+    import gymnasium as gym
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.logger import Logger
+
+    class Dummy(gym.Env):
+        observation_space = gym.spaces.Box(-100, 100, (OBS,), np.float32)
+        action_space = gym.spaces.Box(-1, 1, (ACT,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            return np.zeros(OBS, np.float32), {}
+
+        def step(self, a):
+            return np.zeros(OBS, np.float32), 0.0, False, False, {}
+
+    t0 = time.perf_counter()
+    model = TD3("MlpPolicy", Dummy(), learning_rate=3e-4, buffer_size=rows, batch_size=B,
+                tau=0.005, gamma=0.99, policy_delay=2, target_policy_noise=0.2,
+                target_noise_clip=0.5, learning_starts=0, device="cpu", seed=seed,
+                policy_kwargs={"net_arch": list(HID)})
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    rb = model.replay_buffer
+    from robot_rl.replay.synthetic import synthetic_rows
+
+    step = 1 << 17
+    for a in range(0, rows, step):
+        c = synthetic_rows(range(a, min(rows, a + step)), obs_dim=OBS, act_dim=ACT)
+        k = len(c["reward"])
+        rb.observations[a:a + k, 0] = c["observation"]
+        rb.next_observations[a:a + k, 0] = c["next_observation"]
+        rb.actions[a:a + k, 0] = c["action"]
+        rb.rewards[a:a + k, 0] = c["reward"]
+        rb.dones[a:a + k, 0] = c["terminated"] | c["truncated"]
+        rb.timeouts[a:a + k, 0] = c["truncated"]
+    rb.pos, rb.full = 0, True
+    build_s = time.perf_counter() - t0
+
+    def run(n: int) -> None:
+        model.train(gradient_steps=n, batch_size=B)
+
+    return run, build_s, rb.size()
+
+
+# -------------------------------------------------------------------------- main
+
+
+def timed(fn, n: int) -> tuple[float, float]:
+    c0, t0 = time.process_time(), time.perf_counter()
+    fn(n)
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="20k rows, few updates (CI)")
+    ap.add_argument("--rows", type=int, default=None, help="rows in each buffer (default 1M)")
+    ap.add_argument("--updates", type=int, default=None, help="updates per repetition")
+    ap.add_argument("--repeats", type=int, default=None, help="repetitions (interleaved)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
+    ap.add_argument("--no-sb3", action="store_true", help="skip the SB3 side")
+    args = ap.parse_args(argv)
+    rows = args.rows or (20_000 if args.quick else 1_000_000)
+    updates = args.updates or (20 if args.quick else 300)
+    repeats = args.repeats or (2 if args.quick else 5)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    seed = 0
+    note = None
+    sb3 = None
+    with tempfile.TemporaryDirectory(prefix="bench_learner_") as tmp:
+        ours, ours_build_s, ours_rows = build_ours(rows, Path(tmp), seed)
+        if not args.no_sb3:
+            try:
+                sb3, sb3_build_s, sb3_rows = build_sb3(rows, seed)
+            except ImportError:
+                note = ("stable-baselines3 is not installed: SB3 side skipped "
+                        "(pip install 'stable-baselines3>=2.3')")
+        else:
+            note = "SB3 side skipped (--no-sb3)"
+        torch.set_num_threads(args.threads)
+        ours(5)  # warm-up (first-call allocations, kernels)
+        if sb3:
+            sb3(5)
+        res: dict[str, list[tuple[float, float]]] = {"ours": [], "sb3": []}
+        gemm: list[float] = []
+        for _ in range(repeats):
+            # the GEMM peak is measured in every repetition too: on a shared machine it moves
+            gemm.append(gemm_gflops(args.threads, 0.2 if args.quick else 0.5))
+            res["ours"].append(timed(ours, updates))
+            if sb3:
+                res["sb3"].append(timed(sb3, updates))
+    flops = td3_update_flops(2)
+    ideals = [g * 1e9 / flops["per_update"] for g in gemm]
+    gflops = statistics.median(gemm)
+    ideal = statistics.median(ideals)
+
+    def pct(which: str) -> float | None:
+        if not res[which]:
+            return None
+        return statistics.median(100 * updates / r[0] / i for r, i in zip(res[which], ideals))
+
+    def rate(which: str, k: int) -> float | None:
+        if not res[which]:
+            return None
+        return statistics.median(updates / r[k] for r in res[which])
+
+    out: dict[str, Any] = {
+        "benchmark": "learner_td3_updates",
+        "unit": "updates/s",
+        "ours_updates_per_s": rate("ours", 0),
+        "sb3_updates_per_s": rate("sb3", 0),
+        "ours_updates_per_cpu_s": rate("ours", 1),
+        "sb3_updates_per_cpu_s": rate("sb3", 1),
+    }
+    if sb3:
+        out["ratio_ours_over_sb3"] = statistics.median(
+            r_s[0] / r_o[0] for r_o, r_s in zip(res["ours"], res["sb3"]))
+        out["ratio_ours_over_sb3_cpu_time"] = statistics.median(
+            r_s[1] / r_o[1] for r_o, r_s in zip(res["ours"], res["sb3"]))
+    out.update({
+        "ideal_updates_per_s": ideal,
+        "ours_pct_of_ideal": pct("ours"),
+        "sb3_pct_of_ideal": pct("sb3"),
+        "gemm_gflops_256": gflops,
+        "gemm_gflops_all": gemm,
+        "mflop_per_update": flops["per_update"] / 1e6,
+        "ours_all": [updates / r[0] for r in res["ours"]],
+        "sb3_all": [updates / r[0] for r in res["sb3"]],
+        "rows": rows, "ours_rows": ours_rows, "sb3_rows": sb3_rows if sb3 else None,
+        "ours_buffer_build_s": ours_build_s, "sb3_buffer_build_s": sb3_build_s if sb3 else None,
+        "updates_per_repeat": updates, "repeats": repeats, "threads": args.threads,
+        "batch": B, "hidden": list(HID), "obs_dim": OBS, "act_dim": ACT, "policy_delay": 2,
+        "torch_compile": False, "note": note,
+        "load_avg_1min": os.getloadavg()[0],
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    })
+    try:
+        from robot_rl.provenance import provenance
+
+        out.update(provenance())
+    except ImportError:  # pragma: no cover
+        pass
+    print(json.dumps(out))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+#!/usr/bin/env python3
+"""Learning experiments of issue 5, with budgets fixed here before anything runs (DESIGN §8).
+
+Arms (each >= 3 seeds; every run evaluates the deterministic policy every ``EVAL_EVERY`` env
+steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
+
+* ``td3``        robot_rl TD3 on dense reach
+* ``sb3_td3``    Stable-Baselines3 TD3 on the same env with identical hyper-parameters, network
+                 sizes, seeds and evaluation (our arm runs with obs normalisation off to match)
+* ``svg0``       robot_rl SVG(0) on dense reach
+* ``ddpgfd``     robot_rl DDPGfD on sparse reach with 10 scripted demo episodes
+* ``ddpg_nodemo`` robot_rl DDPG on sparse reach, no demo rows in the buffer at all
+
+Each run writes its own ``runs/<arm>_s<seed>/`` (config, provenance, eval.csv, ...; SB3 runs
+write eval.csv + provenance.json in the same layout). ``--summary`` reads them back and prints
+per arm: final success (mean, min-max), env steps to 95% / 90% (first evaluation reaching it;
+"never" if not within the budget), wall-clock.
+
+    python bench/learning.py --arm td3 --seeds 0 1 2        # one arm
+    python bench/learning.py --all                          # every arm, every seed (hours on 2 cores)
+    python bench/learning.py --summary                      # the table for docs/results.md
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+SEEDS = (0, 1, 2)
+EVAL_EVERY = 2_000
+EVAL_EPISODES = 50
+#: fixed budgets (env steps) and settings per arm -- decided before running, not tuned after
+COMMON = ["agent.hidden=[256, 256]", "agent.batch_size=256", "agent.gamma=0.99",
+          "agent.tau=0.005", "agent.actor_lr=3e-4", "agent.critic_lr=3e-4",
+          "agent.exploration_noise=0.1", "agent.warmup_steps=1000", "agent.utd_ratio=1.0",
+          f"run.eval_every={EVAL_EVERY}", f"run.eval_episodes={EVAL_EPISODES}",
+          "run.log_every=2000", "replay.fsync=false"]
+ARMS: dict[str, dict[str, Any]] = {
+    "td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense",
+                                            "agent.obs_normalization=false"]},
+    "sb3_td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense"]},
+    "svg0": {"budget": 30_000, "overrides": ["agent.algo=svg0", "task.reward=dense"]},
+    "ddpgfd": {"budget": 40_000, "overrides": [
+        "agent.algo=ddpgfd", "task.reward=sparse", "run.demo_episodes=10", "agent.n_step=5",
+        "agent.demo_sampling=union", "replay.prioritized=true", "agent.critic_l2=1e-5"]},
+    "ddpg_nodemo": {"budget": 40_000, "overrides": ["agent.algo=ddpg", "task.reward=sparse"]},
+}
+
+
+def run_ours(arm: str, seed: int, root: str) -> None:
+    import torch
+
+    from robot_rl.agents.trainer import train
+    from robot_rl.config import load_config
+
+    spec = ARMS[arm]
+    cfg = load_config(None, COMMON + spec["overrides"] + [
+        f"run.total_steps={spec['budget']}", f"run.seed={seed}", f"run.root={root}",
+        f"run.name={arm}_s{seed}"])
+    torch.set_num_threads(cfg.agent.torch_threads or 1)
+    train(cfg)
+
+
+def run_sb3(seed: int, root: str) -> None:
+    """SB3 TD3 with the td3 arm's hyper-parameters; evaluation as ours (same seeds, 50 eps)."""
+    import numpy as np
+    import torch
+    from stable_baselines3 import TD3
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    from robot_rl import provenance as prov
+    from robot_rl.agents.trainer import evaluate
+    from robot_rl.config import load_config
+    from robot_rl.sim.env import PandaEnv
+
+    torch.set_num_threads(1)
+    spec = ARMS["sb3_td3"]
+    cfg = load_config(None, COMMON + spec["overrides"] + [f"run.seed={seed}"])
+    a = cfg.agent
+    run_dir = Path(root) / f"sb3_td3_s{seed}"
+    run_dir.mkdir(parents=True, exist_ok=False)
+    env, eval_env = PandaEnv(cfg), PandaEnv(cfg)
+    model = TD3("MlpPolicy", env, learning_rate=a.actor_lr, buffer_size=cfg.replay.capacity,
+                learning_starts=a.warmup_steps, batch_size=a.batch_size, tau=a.tau,
+                gamma=a.gamma, train_freq=1, gradient_steps=1, policy_delay=a.policy_delay,
+                target_policy_noise=a.target_noise, target_noise_clip=a.target_noise_clip,
+                action_noise=NormalActionNoise(np.zeros(7), a.exploration_noise * np.ones(7)),
+                policy_kwargs={"net_arch": list(a.hidden)}, seed=seed, device="cpu")
+    t0 = time.time()
+    f = open(run_dir / "eval.csv", "w", newline="")
+    w = csv.DictWriter(f, ["env_steps", "wall_s", "success_rate", "mean_return",
+                           "mean_final_distance", "episodes", "first_seed"])
+    w.writeheader()
+
+    class Eval(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps % EVAL_EVERY == 0:
+                r = evaluate(lambda o: self.model.predict(o, deterministic=True)[0], eval_env,
+                             EVAL_EPISODES, cfg.run.eval_seed)
+                w.writerow({"env_steps": self.num_timesteps, "wall_s": round(time.time() - t0, 2),
+                            "success_rate": r.success_rate, "mean_return": r.mean_return,
+                            "mean_final_distance": r.mean_final_distance,
+                            "episodes": r.episodes, "first_seed": r.seeds[0]})
+                f.flush()
+            return True
+
+    (run_dir / "provenance.json").write_text(json.dumps(
+        {**prov.provenance(), "arm": "sb3_td3", "seed": seed, "config": cfg.model_dump(mode="json")},
+        indent=1))
+    model.learn(total_timesteps=spec["budget"], callback=Eval())
+    f.close()
+
+
+def summary(root: str) -> list[dict[str, Any]]:
+    out = []
+    for arm, spec in ARMS.items():
+        finals, s95, s90, walls = [], [], [], []
+        for d in sorted(Path(root).glob(f"{arm}_s*")):
+            p = d / "eval.csv"
+            if not p.exists():
+                continue
+            rows = list(csv.DictReader(open(p)))
+            rows = [r for r in rows if int(r["env_steps"]) <= spec["budget"]]
+            if not rows:
+                continue
+            finals.append(float(rows[-1]["success_rate"]))
+            walls.append(float(rows[-1]["wall_s"]))
+            for lst, thr in ((s95, 0.95), (s90, 0.90)):
+                hit = [int(r["env_steps"]) for r in rows if float(r["success_rate"]) >= thr]
+                lst.append(hit[0] if hit else None)
+        if not finals:
+            continue
+
+        def stat(xs):
+            xs2 = [x for x in xs if x is not None]
+            return {"mean": statistics.mean(xs2) if xs2 else None, "min": min(xs2) if xs2 else None,
+                    "max": max(xs2) if xs2 else None, "n": len(xs), "reached": len(xs2)}
+
+        out.append({"arm": arm, "budget": spec["budget"], "seeds": len(finals),
+                    "final_success": stat(finals), "steps_to_95": stat(s95),
+                    "steps_to_90": stat(s90), "wall_s": stat(walls)})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arm", choices=sorted(ARMS))
+    ap.add_argument("--all", action="store_true")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--root", default="runs/learning")
+    ap.add_argument("--summary", action="store_true")
+    args = ap.parse_args()
+    if args.summary:
+        for row in summary(args.root):
+            print(json.dumps(row))
+        return
+    arms = sorted(ARMS) if args.all else [args.arm]
+    if arms == [None]:
+        ap.error("give --arm, --all or --summary")
+    for arm in arms:
+        for seed in args.seeds:
+            if arm == "sb3_td3":
+                run_sb3(seed, args.root)
+            else:
+                run_ours(arm, seed, args.root)
+
+
+if __name__ == "__main__":
+    main()
