@@ -120,8 +120,16 @@ class DedupIndex:
         n = len(seq)
         if n == 0:
             return np.zeros(0, bool)
-        if (robot_id == robot_id[0]).all() and (session == session[0]).all():
-            groups = [(int(robot_id[0]), int(session[0]), np.arange(n))]
+        r0, s0 = int(robot_id[0]), int(session[0])
+        if robot_id.min() == robot_id.max() and session.min() == session.max():
+            # the usual batch: one session, consecutive seqs right after its watermark
+            st = self.sessions.get((r0, s0))
+            first, last = int(seq[0]), int(seq[-1])
+            if st is not None and not st.above and first == st.wm + 1 and last - first == n - 1 \
+                    and (n == 1 or (np.diff(seq) == 1).all()):
+                st.wm = last
+                return np.ones(n, bool)
+            groups = [(r0, s0, np.arange(n))]
         else:
             key = np.empty(n, dtype=[("r", "<u2"), ("s", "<u8")])
             key["r"], key["s"] = robot_id, session

@@ -296,7 +296,7 @@ def validate_columns(
                              lambda i, nm=c.name, src=a: f"{nm} is not finite: {src[i]}")
             if check_bounds and c.vector:
                 sp = specs[c.name]
-                lo, hi = sp.low - tolerance, sp.high + tolerance
+                lo, hi = _widened(sp, tolerance)
                 with np.errstate(invalid="ignore"):
                     if (dst < lo).any() or (dst > hi).any():
                         outside = (dst < lo) | (dst > hi)
@@ -342,6 +342,18 @@ def validate_columns(
 
 
 _MAX_SOURCE = int(max(Source))
+_WIDENED: dict[tuple[int, float], tuple[BoxSpec, np.ndarray, np.ndarray]] = {}
+
+
+def _widened(spec: BoxSpec, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(low - tolerance, high + tolerance)`` of a spec, cached (specs are immutable)."""
+    hit = _WIDENED.get((id(spec), tolerance))
+    if hit is None or hit[0] is not spec:
+        hit = (spec, spec.low - tolerance, spec.high + tolerance)
+        if len(_WIDENED) > 64:
+            _WIDENED.clear()
+        _WIDENED[(id(spec), tolerance)] = hit
+    return hit[1], hit[2]
 _IINFO: dict[np.dtype, np.iinfo] = {}
 
 

@@ -734,13 +734,16 @@ class ReplayWriter:
         for code, msg in res.examples.items():
             self.stats.examples.setdefault(code, msg)
 
-    def _push(self, cols: Mapping[str, np.ndarray], mask: np.ndarray) -> int:
-        k = int(mask.sum())
+    def _push(self, cols: Mapping[str, np.ndarray], mask: np.ndarray, k: int | None = None) -> int:
+        """Copy the rows of ``cols`` selected by ``mask`` (``k`` of them, if known) to the buffer."""
+        if k is None:
+            k = int(mask.sum())
         if k == 0:
             return 0
-        self._reserve(self._buf_len + k)
+        if self._buf_len + k > self._buf_cap:
+            self._reserve(self._buf_len + k)
         lo, hi = self._buf_len, self._buf_len + k
-        every = bool(mask.all())
+        every = k == len(mask)
         for name in COLUMN_NAMES:
             src = cols[name]
             self._buf[name][lo:hi] = src if every else src[mask]
@@ -750,10 +753,16 @@ class ReplayWriter:
 
     def _ingest(self, batch: Any, *, atomic: bool) -> AppendResult:
         cols = columns_from_any(batch)
-        check_column_names(cols)
         res = validate_columns(cols, self.observation_spec, self.action_spec,
                                check_bounds=self.config.check_bounds)
         v = res.columns
+        if not res.failed:  # the usual case: every row valid
+            new = self._dedup.filter_new(v["robot_id"], v["actor_session"], v["seq"])
+            n_new = int(new.sum())
+            n_dup = len(new) - n_new
+            self.stats.duplicates += n_dup
+            accepted = self._push(v, new, n_new)
+            return AppendResult(accepted, n_dup, {})
         # rows whose key itself is invalid cannot be marked handled (whatever their reason)
         key_bad = np.zeros(len(res.keep), bool)
         for code, mask in res.failed.items():

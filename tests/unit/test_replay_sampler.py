@@ -358,3 +358,36 @@ def test_empty_mirror_and_bad_arguments(tmp_path):
         ReplaySampler(s.mirror, demo_fraction=1.5)
     with pytest.raises(ValueError, match=r"until=5 is beyond the store's commit point \(0 rows\)"):
         s.mirror.refresh(until=5)
+
+
+def test_mirror_rows_match_the_store_across_growth_and_eviction(tmp_path):
+    p = tmp_path / "g.zarr"
+    obs, act = make_specs(4, 2)
+    w = ReplayWriter(p, obs, act, ReplayConfig(chunk_rows=32, fsync=False))
+    m = ReplayMirror(p, capacity=300, block_rows=64)
+    seq = {"online": 0, "demo": 0}
+    rng = np.random.default_rng(7)
+    for step in range(12):  # online and demo rows in uneven steps; the demo part grows twice
+        k_on, k_d = int(rng.integers(0, 200)), int(rng.integers(0, 400))
+        w.append_batch(synthetic_rows(range(seq["online"], seq["online"] + k_on), obs_dim=4,
+                                      act_dim=2, actor_session=1, episode_len=9))
+        w.append_batch(synthetic_rows(range(seq["demo"], seq["demo"] + k_d), obs_dim=4, act_dim=2,
+                                      actor_session=2, source=D, episode_len=9, episode_base=10**6))
+        seq["online"] += k_on
+        seq["demo"] += k_d
+        w.flush()
+        m.refresh()
+        store = m.reader.read(0, m.mirrored)
+        filled = np.flatnonzero(m.slot_row >= 0)
+        assert len(filled) == m.n_demo + m.n_online
+        for name in ("observation", "action", "next_observation", "reward", "source"):
+            np.testing.assert_array_equal(m.cols[name][filled], store[name][m.slot_row[filled]])
+        # every link joins consecutive steps of one episode
+        a = np.flatnonzero(m.next_slot >= 0)
+        b = m.next_slot[a]
+        ra, rb = m.slot_row[a], m.slot_row[b]
+        assert (store["episode_id"][ra] == store["episode_id"][rb]).all()
+        assert (store["step_index"][rb] == store["step_index"][ra] + 1).all()
+        assert (m.prev_slot[b] == a).all()
+    w.close()
+    assert m.n_demo == seq["demo"] and m.n_online == min(300, seq["online"])
