@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool
 from std_srvs.srv import SetBool
@@ -69,8 +70,15 @@ class Probe:
         self.proposals = {ns: self.node.create_publisher(ActionProposal, f"{ns}/rl/action_proposal", 1)
                           for ns in (NS, "/robot_1")}
         self.states = self.node.create_publisher(JointState, f"{NS}/joint_states", 10)
+        self.diagnostics: list[dict[str, str]] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
         self.seq = 0
         self.estop_client = None
+
+    def on_diagnostics(self, msg):
+        for st in msg.status:
+            if st.name.startswith(f"{NS}/safety_node"):
+                self.diagnostics.append({kv.key: kv.value for kv in st.values})
 
     def spin_until(self, cond, timeout):
         end = time.monotonic() + timeout
@@ -193,7 +201,9 @@ def test_watchdog_brakes_sole_publisher_and_namespace(ros_process, probe, tmp_pa
             for m in out:
                 print(f"{(m.stamp_ns - t_last) * 1e-6:8.1f} {m.proposal_seq} "
                       f"{m.velocities[J7]:+.3f} {int(m.rules_fired)}")
-        assert max(abs(m.velocities[J7]) for m in out) > 0.5, safety.tail()
+        assert max(abs(m.velocities[J7]) for m in out) > 0.5, (
+            f"trial {k}: never moved; rules seen {sorted({int(m.rules_fired) for m in out})}, "
+            f"{len(out)} outputs\n{safety.tail()}\n{sim.tail()}")
         # braking: the first watchdog output after the last proposal; v at the stop: the one before
         i_b = next((i for i, m in enumerate(out) if m.stamp_ns > t_last
                     and m.rules_fired & Rule.WATCHDOG), None)
@@ -214,6 +224,13 @@ def test_watchdog_brakes_sole_publisher_and_namespace(ros_process, probe, tmp_pa
         zero_excess.append((t_zero - t_brake) * 1e-9 - zero_bound)
         assert start_excess[-1] <= tol, (start_excess, safety.tail())
         assert zero_excess[-1] <= tol, (zero_excess, safety.tail())
+    # /diagnostics (1 Hz) counts the rules and says the watchdog is active now.
+    n_diag = len(probe.diagnostics)
+    assert probe.spin_until(lambda: len(probe.diagnostics) > n_diag, 5)
+    d = probe.diagnostics[-1]
+    assert d["watchdog_active"] == "true" and d["estop_latched"] == "false"
+    assert int(d["count.WATCHDOG"]) > 0 and int(d["count.ACCELERATION"]) > 0
+    assert int(d["outputs"]) > int(d["count.WATCHDOG"])
     ms = lambda xs: " ".join(f"{1e3 * x:+.1f}" for x in xs)  # noqa: E731
     print(f"\nwatchdog: start excess over timeout+dt ({1e3 * (timeout + dt):.0f} ms) [ms]: "
           f"{ms(start_excess)}; median {1e3 * np.median(start_excess):+.1f}, "
