@@ -236,7 +236,8 @@ class SafetyNode(Node):
         v0 = self._measured_velocity()
         try:
             self.filter.reset(v0)
-            how = "from rest" if v0 is None else f"from the measured velocities {v0.round(4).tolist()}"
+            how = ("from rest" if v0 is None
+                   else f"from the measured velocities {v0.round(4).tolist()}")
         except ValueError as e:
             self.filter.reset()
             how = f"from rest (measured velocities refused: {e})"
@@ -251,28 +252,35 @@ class SafetyNode(Node):
         now_msg = self.get_clock().now()
         now = now_msg.nanoseconds * 1e-9
         msg, self._proposal = self._proposal, None
-        proposal = None if msg is None else np.asarray(msg.velocities, dtype=float)
         st = self._state
-        cmd, report = self.filter.step(
-            now, proposal,
-            q=None if st is None else np.asarray(st.position, dtype=float),
-            state_names=None if st is None else list(st.name),
-            state_stamp=self._state_stamp, estop=self.estop)
+        try:
+            cmd, report = self.filter.step(
+                now, None if msg is None else np.asarray(msg.velocities, dtype=float),
+                q=None if st is None else np.asarray(st.position, dtype=float),
+                state_names=None if st is None else list(st.name),
+                state_stamp=self._state_stamp, estop=self.estop)
+        except Exception as e:  # noqa: BLE001 - the only command source must not die silently
+            # Unexpected input the core refused: brake as for the e-stop (this period only).
+            self.get_logger().error(f"safety step failed ({type(e).__name__}: {e}); braking",
+                                    throttle_duration_sec=1.0)
+            cmd, report = self.filter.step(now, None, estop=True)
         if msg is not None:
             self._seq = msg.seq
+        self.publish_command(now_msg.nanoseconds, cmd, report.rules)
+
+    def publish_command(self, stamp_ns: int, cmd: np.ndarray, rules: Rule) -> None:
         data = cmd.tolist()
         self.cmd_pub.publish(Float64MultiArray(data=data))
         self.applied_pub.publish(AppliedCommand(
-            proposal_seq=self._seq, stamp_ns=now_msg.nanoseconds, velocities=data,
-            rules_fired=int(report.rules)))
+            proposal_seq=self._seq, stamp_ns=stamp_ns, velocities=data, rules_fired=int(rules)))
         self.outputs += 1
         for r in RULES:
-            if r in report.rules:
+            if r in rules:
                 self.counts[r] += 1
-        if (report.rules & Rule.WATCHDOG) and not (self.last_rules & Rule.WATCHDOG):
-            self.get_logger().warning(f"watchdog: braking to zero ({'; '.join(report.reasons)})",
-                                   throttle_duration_sec=1.0)
-        self.last_rules = report.rules
+        if (rules & Rule.WATCHDOG) and not (self.last_rules & Rule.WATCHDOG):
+            self.get_logger().warning("watchdog: no fresh proposal; braking to zero",
+                                      throttle_duration_sec=1.0)
+        self.last_rules = rules
 
     def publish_estop_state(self) -> None:
         self.estop_pub.publish(Bool(data=self.estop))

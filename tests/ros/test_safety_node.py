@@ -6,6 +6,7 @@ bound (DESIGN §5); docs/safety.md ("Safety node") records a run of it.
 """
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -67,8 +68,9 @@ class Probe:
                                       self.applied.append, 100)
         self.node.create_subscription(Bool, f"{NS}/safety/estop_state",
                                       lambda m: self.estop_state.append(m.data), LATCHED_QOS)
-        self.proposals = {ns: self.node.create_publisher(ActionProposal, f"{ns}/rl/action_proposal", 1)
-                          for ns in (NS, "/robot_1")}
+        self.proposals = {
+            ns: self.node.create_publisher(ActionProposal, f"{ns}/rl/action_proposal", 1)
+            for ns in (NS, "/robot_1")}
         self.states = self.node.create_publisher(JointState, f"{NS}/joint_states", 10)
         self.diagnostics: list[dict[str, str]] = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diagnostics, 10)
@@ -244,13 +246,13 @@ def test_estop_latches_persists_and_releases_only_on_false(ros_process, probe, t
     params = _params_file(tmp_path, estop_file)
     safety = _start_safety(ros_process, params)
     safety.wait_for_line(r"e-stop LATCHED \(no e-stop state file .*\); release with: "
-                         + _re(RELEASE_HINT), timeout=5)
+                         + re.escape(RELEASE_HINT), timeout=5)
     assert probe.spin_until(lambda: probe.estop_state == [True]
                             and probe.proposals[NS].get_subscription_count() == 1, 30)
 
-    def outputs_while_driving(seconds, v=1.0):
+    def outputs_while_driving(seconds, v=1.0, states=True):
         t0 = time.time_ns()
-        probe.drive(seconds, velocity=v, states=True)
+        probe.drive(seconds, velocity=v, states=states)
         return probe.since(t0)
 
     # Latched from the start: proposals keep coming, the output stays zero.
@@ -281,7 +283,7 @@ def test_estop_latches_persists_and_releases_only_on_false(ros_process, probe, t
     probe.applied.clear()
     safety2 = _start_safety(ros_process, params, name="safety2")
     safety2.wait_for_line(r"e-stop LATCHED \(e-stop state file .*\); release with: "
-                          + _re(RELEASE_HINT), timeout=5)
+                          + re.escape(RELEASE_HINT), timeout=5)
     assert probe.spin_until(lambda: len(probe.applied) >= 5, 30), safety2.tail()
     out = outputs_while_driving(1.0)
     assert len(out) > 20 and all(not any(m.velocities) and m.rules_fired & Rule.ESTOP for m in out)
@@ -294,8 +296,7 @@ def test_estop_latches_persists_and_releases_only_on_false(ros_process, probe, t
     out = outputs_while_driving(0.6)
     assert out[-1].velocities[J7] == 1.0
 
+    # Joint states stop (proposals go on): stale state -> brake to zero.
+    out = outputs_while_driving(1.0, states=False)
+    assert not any(out[-1].velocities) and out[-1].rules_fired & Rule.STALE_STATE
 
-def _re(text: str) -> str:
-    import re
-
-    return re.escape(text)
