@@ -13,7 +13,7 @@ site-packages. Symlinks rather than ``package_dir`` because ``colcon build --sym
 """
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "robot_rl"
 
@@ -30,12 +30,8 @@ setup(
     description="Off-policy RL training service for real robot arms on ROS 2",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=[
-        "robot_rl",
-        "robot_rl.tasks",
-        "robot_rl.sim",
-        "robot_rl.ros_nodes",
-    ],
+    # Every subpackage, the symlinked robot_rl/sim and robot_rl/ros_nodes included.
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

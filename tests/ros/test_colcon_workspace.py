@@ -154,8 +154,11 @@ def test_install_space_layout(workspace):
 
 
 PROBE = r"""
-import json, os
+import importlib, json, os, pkgutil
 import robot_rl, robot_rl.sim, robot_rl.ros_nodes, robot_rl_interfaces
+# Every subpackage of the source tree must have been installed (setup.py's package list).
+subpackages = {m.name: importlib.import_module(m.name).__file__
+               for m in pkgutil.walk_packages(robot_rl.__path__, "robot_rl.") if m.ispkg}
 from robot_rl_interfaces.msg import Transition
 from rclpy.serialization import serialize_message, deserialize_message
 from ament_index_python.packages import get_package_share_directory
@@ -170,6 +173,7 @@ print(json.dumps({
     "share/robot_rl": get_package_share_directory("robot_rl"),
     "share/robot_rl_interfaces": get_package_share_directory("robot_rl_interfaces"),
     "native libraries": libs,
+    **subpackages,
 }))
 """
 
@@ -178,6 +182,8 @@ def test_python_packages_and_messages_come_from_the_install_space(workspace):
     result = workspace.run(f"{shlex.quote(sys.executable)} -c {shlex.quote(PROBE)}")
     assert result.returncode == 0, result.stdout + result.stderr
     found = json.loads(result.stdout.strip().splitlines()[-1])
+    source_packages = {f"robot_rl.{p.parent.name}" for p in (REPO / "robot_rl").glob("*/__init__.py")}
+    assert source_packages <= found.keys(), f"not installed: {sorted(source_packages - found.keys())}"
     install = str(workspace.install) + os.sep
     assert found["native libraries"], "no robot_rl_interfaces library loaded"
     outside = {key: value for key, value in found.items() if key != "native libraries"
