@@ -50,3 +50,33 @@ def spin(executor, node=None) -> None:
 
     while rclpy.ok():
         executor.spin_once(timeout_sec=0.1)
+
+
+def run_node(make_node, name: str, args=None) -> int:
+    """The ``main()`` of every node: init, build, spin until Ctrl-C or shutdown, clean up.
+
+    A bad configuration (``ConfigError``, which names the parameter) exits with status 2.
+    """
+    import sys
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    from robot_rl.config import ConfigError
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make_node()
+        spin(make_executor(), node)
+    except ConfigError as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+    return 0

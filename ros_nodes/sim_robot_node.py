@@ -20,8 +20,6 @@ from __future__ import annotations
 import sys
 import time
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock
@@ -30,7 +28,7 @@ from std_msgs.msg import Float64MultiArray
 from std_srvs.srv import Trigger
 
 from robot_rl.config import ConfigError
-from robot_rl.ros_nodes.common import COMMAND_QOS, STATE_QOS, make_executor, qualify, spin
+from robot_rl.ros_nodes.common import COMMAND_QOS, STATE_QOS, qualify, run_node
 from robot_rl.ros_nodes.params import declare_config
 from robot_rl.sim.multi import SimRobots
 from robot_rl_interfaces.msg import TaskState
@@ -164,22 +162,7 @@ class SimRobotNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimRobotNode()
-        spin(make_executor(), node)
-    except ConfigError as e:
-        print(f"sim_robot_node: {e}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(SimRobotNode, "sim_robot_node", args)
 
 
 if __name__ == "__main__":
