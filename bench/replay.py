@@ -37,7 +37,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -290,42 +289,14 @@ def sampling(path: Path, reps: int, iters: int) -> dict[str, Any]:
 # -------------------------------------------------------------------------- main
 
 
-def _git_commit() -> str | None:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("-dirty" if dirty else "")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def metadata() -> dict[str, Any]:
-    import torch
-    import zarr
+    import torch  # noqa: F401  (so provenance records the GPU, if any)
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count()
+    from robot_rl.provenance import provenance
+
     return {
-        "python": platform.python_version(), "numpy": np.__version__, "zarr": zarr.__version__,
-        "torch": torch.__version__, "cores": cores,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-        "machine": f"{platform.machine()} {_cpu_model()}, {platform.system()} {platform.release()}",
+        **provenance(),
         "load_avg_1min": round(os.getloadavg()[0], 2),
-        "git_commit": _git_commit(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
 
