@@ -165,16 +165,24 @@ def test_watchdog_brakes_sole_publisher_and_namespace(ros_process, probe, tmp_pa
                       name="sim")
     safety = _start_safety(ros_process, _params_file(tmp_path, estop_file))
     sim.wait_for_line(r"1 sim robot\(s\) \['robot_0'\] .*clock=realtime", timeout=90)
+    # Ready: the safety node gets the sim's joint states (no stale-state rule any more).
     assert probe.spin_until(lambda: len(probe.applied) >= 5
+                            and not probe.applied[-1].rules_fired & Rule.STALE_STATE
                             and probe.proposals[NS].get_subscription_count() == 1, 60), \
         safety.tail()
-    assert probe.estop_state and probe.estop_state[-1] is False
+    assert probe.spin_until(lambda: probe.estop_state[-1:] == [False], 10)  # latched topic
 
     # The safety node is the only publisher on the controller topic; the sim its only reader.
     topic = f"{NS}/joint_velocity_controller/commands"
     assert probe.spin_until(lambda: probe.node.count_subscribers(topic) == 1, 20)
-    infos = probe.node.get_publishers_info_by_topic(topic)
-    assert [(i.node_name, i.node_namespace) for i in infos] == [("safety_node", NS)]
+
+    def publishers():  # (the node's name may be discovered a moment after its endpoint)
+        return [(i.node_name, i.node_namespace)
+                for i in probe.node.get_publishers_info_by_topic(topic)]
+
+    probe.spin_until(lambda: "_NODE_NAME_UNKNOWN_" not in str(publishers()), 10)
+    assert probe.node.count_publishers(topic) == 1
+    assert publishers() == [("safety_node", NS)]
 
     # Another robot's proposals do not move this one.
     t0 = time.time_ns()
