@@ -312,7 +312,9 @@ class AgentConfig(_Section):
     target_update: Literal["polyak", "hard"] = Field(
         "polyak", description="polyak: theta' <- tau*theta + (1-tau)*theta'; hard: theta' <- theta")
     target_update_period: int = Field(
-        1, ge=1, description="move the targets every this many critic updates (hard copy: M)")
+        1, ge=1, description="move the targets every this many actor updates (= critic "
+        "updates except td3's delayed actor); with target_update=hard this is the M of 'copy "
+        "every M steps'")
     obs_normalization: bool = Field(
         True, description="normalise observations by running mean/std (saved with the weights)")
     obs_clip: float = Field(5.0, gt=0, description="clip normalised observations to +-obs_clip")

@@ -297,8 +297,9 @@ class Learner:
 
         q1 = q[0].detach()
         td = (y1 if self._use_1 else yn) - q1
+        td_abs = td.abs()
         metrics: dict[str, torch.Tensor] = {"critic_loss": loss_c.detach(), "q_mean": q1.mean(),
-                                            "td_abs": td.abs().mean()}
+                                            "td_abs": td_abs.mean()}
         grad_a_q = None
         updated = self.num_steps % cfg.policy_delay == 0
         if updated:
@@ -317,7 +318,7 @@ class Learner:
         if cfg.priority_formula == "ddpgfd":
             self.last_priorities = ddpgfd_priority(td, grad_a_q, cfg.priority_actor_lambda)
         else:
-            self.last_priorities = td.abs()
+            self.last_priorities = td_abs
         return metrics
 
     def _dpg_actor_step(self, obs_n: torch.Tensor, batch: Any, q_demo: torch.Tensor

@@ -191,7 +191,6 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
     from robot_rl.agents.schedule import UpdateSchedule
     from robot_rl.agents.tblog import EventWriter
     from robot_rl.replay import ReplayMirror, ReplaySampler, ReplayWriter
-    from robot_rl.sim.env import PandaEnv
 
     log = log or (lambda s: print(s, flush=True))
     run, agent = cfg.run, cfg.agent
@@ -204,10 +203,15 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
     if not resume and store_path.exists():
         raise ValueError(f"run.name: {run_dir} already holds a run (replay.zarr); pick another "
                          "run.name or pass --resume")
+    if run.demo_episodes and agent.demo_sampling == "fixed" and agent.demo_fraction == 0:
+        raise ValueError("agent.demo_fraction: run.demo_episodes > 0 but demo_fraction is 0 with "
+                         "demo_sampling=fixed, so no demo row would ever be sampled; set "
+                         "agent.demo_fraction (e.g. 0.5) or agent.demo_sampling=union")
     run_dir.mkdir(parents=True, exist_ok=True)
     threads = set_torch_threads(agent.torch_threads)
     device = resolve_device(agent.device)
     t_start = time.time()
+    from robot_rl.sim.env import PandaEnv  # pybullet: imported once the arguments are checked
 
     env = PandaEnv(cfg)
     eval_env = PandaEnv(cfg)
@@ -334,7 +338,8 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
                 writer.flush()
                 if writer.stats.rejected_total:
                     raise RuntimeError(f"the replay store refused {writer.stats.rejected_total} "
-                                       f"transitions: {dict(writer.stats.rejected)}")
+                                       f"transitions: {dict(writer.stats.rejected)}; e.g. "
+                                       f"{next(iter(writer.stats.examples.values()), '')}")
                 sampler.refresh()
                 episodes += 1
                 recent_ret.append(ep_ret)
