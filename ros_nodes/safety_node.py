@@ -37,18 +37,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Bool, Float64MultiArray
 from std_srvs.srv import SetBool
 
 from robot_rl.config import ConfigError
-from robot_rl.ros_nodes.common import (COMMAND_QOS, LATCHED_QOS, STATE_QOS, make_executor,
-                                       spin)
+from robot_rl.ros_nodes.common import COMMAND_QOS, LATCHED_QOS, STATE_QOS, run_node
 from robot_rl.ros_nodes.params import declare_config
 from robot_rl.safety import RULES, Rule, SafetyFilter
 from robot_rl_interfaces.msg import ActionProposal, AppliedCommand
@@ -308,22 +305,7 @@ class SafetyNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SafetyNode()
-        spin(make_executor(), node)
-    except ConfigError as e:
-        print(f"safety_node: {e}", file=sys.stderr)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return run_node(SafetyNode, "safety_node", args)
 
 
 if __name__ == "__main__":
