@@ -1471,11 +1471,15 @@ class SafetyFilter:
         state_names: Sequence[str] | None = None,
         state_stamp: float | None = None,
         estop: bool = False,
+        proposal_time: float | None = None,
     ) -> tuple[np.ndarray, SafetyReport]:
         """One output period at time ``now`` (s).
 
         ``proposal`` (rad/s): a fresh proposal that arrived since the last call, else None (the
-        latest one stays the target until the watchdog fires). ``q``/``state_names``/
+        latest one stays the target until the watchdog fires). ``proposal_time``: when it
+        arrived (default ``now``); the watchdog counts its age from then, so braking starts no
+        later than ``watchdog_timeout`` + one output period after the last proposal arrived,
+        however the arrival fell between output ticks. ``q``/``state_names``/
         ``state_stamp``: the latest joint state (None: missing; a stamp of None counts as
         fresh). ``estop``: the latched e-stop. Returns ``(command, report)`` and remembers the
         command as the previous output.
@@ -1485,7 +1489,10 @@ class SafetyFilter:
             raise ValueError(f"now: expected a finite time (s), got {now}")
         if proposal is not None:
             self._prop = self.core.check_proposal(proposal, proposal_names)  # copies
-            self._t_prop = now
+            t = now if proposal_time is None else float(proposal_time)
+            if not t <= now:
+                raise ValueError(f"proposal_time: {t} s lies after now = {now} s (or is not finite)")
+            self._t_prop = t
             self._used = False
         age = None if state_stamp is None else now - float(state_stamp)
         state = self.core.check_state(q, state_names, age)

@@ -147,6 +147,7 @@ class SafetyNode(Node):
 
         # -- inputs --------------------------------------------------------------------------
         self._proposal: ActionProposal | None = None  # arrived since the last output
+        self._proposal_time = 0.0  # when it arrived (node clock, s)
         self._seq = 0  # seq of the proposal the filter holds
         self._state: JointState | None = None
         self._state_stamp: float | None = None
@@ -184,6 +185,8 @@ class SafetyNode(Node):
 
     def on_proposal(self, msg: ActionProposal) -> None:
         self._proposal = msg
+        # The watchdog counts from arrival, not from the output tick that uses it.
+        self._proposal_time = self.get_clock().now().nanoseconds * 1e-9
 
     def on_joint_state(self, msg: JointState) -> None:
         self._state = msg
@@ -255,7 +258,8 @@ class SafetyNode(Node):
                 now, None if msg is None else np.asarray(msg.velocities, dtype=float),
                 q=None if st is None else np.asarray(st.position, dtype=float),
                 state_names=None if st is None else list(st.name),
-                state_stamp=self._state_stamp, estop=self.estop)
+                state_stamp=self._state_stamp, estop=self.estop,
+                proposal_time=None if msg is None else min(self._proposal_time, now))
         except Exception as e:  # noqa: BLE001 - the only command source must not die silently
             # Unexpected input the core refused: brake as for the e-stop (this period only).
             self.get_logger().error(f"safety step failed ({type(e).__name__}: {e}); braking",

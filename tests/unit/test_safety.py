@@ -491,3 +491,21 @@ def test_filter_start_from_a_held_velocity_and_reject_an_impossible_one():
         SafetyFilter(prof, JOINT_ONLY, control_hz=20, v_init=vec(0, 3.0))
     with pytest.raises(ValueError, match="now"):
         f.step(math.nan)
+
+
+def test_watchdog_counts_from_the_proposals_arrival():
+    """A proposal that arrived between ticks ages from its arrival, not from the tick."""
+    from robot_rl.config import RobotProfile, SafetyConfig
+    from robot_rl.safety import Rule, SafetyFilter
+
+    cfg = SafetyConfig(workspace_enabled=False, ee_speed_max=None, watchdog_timeout=0.1)
+    f = SafetyFilter(RobotProfile(name="panda"), cfg, control_hz=100.0)
+    q = list(RobotProfile(name="panda").home)
+    _, rep = f.step(1.000, [0.0] * 7, q=q, proposal_time=0.995)
+    assert not rep.rules & Rule.WATCHDOG
+    _, rep = f.step(1.090, None, q=q)  # 95 ms after arrival: fresh
+    assert not rep.rules & Rule.WATCHDOG
+    _, rep = f.step(1.100, None, q=q)  # 105 ms after arrival (only 100 ms after the tick)
+    assert rep.rules & Rule.WATCHDOG
+    with pytest.raises(ValueError, match="proposal_time"):
+        f.step(2.0, [0.0] * 7, q=q, proposal_time=2.5)
