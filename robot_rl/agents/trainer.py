@@ -428,9 +428,9 @@ def load_for_eval(checkpoint: str | Path, overrides: tuple[str, ...] = ()) -> tu
 def eval_checkpoint(checkpoint: str | Path, *, episodes: int | None = None,
                     seed: int | None = None, overrides: tuple[str, ...] = ()) -> dict[str, Any]:
     """Success rate of a checkpoint's deterministic policy (DESIGN §8)."""
-    from robot_rl.sim.env import PandaEnv
-
     learner, cfg = load_for_eval(checkpoint, overrides)
+    from robot_rl.sim.env import PandaEnv  # pybullet: only once the checkpoint has loaded
+
     env = PandaEnv(cfg)
     try:
         res = evaluate(lambda o: learner.act(o), env, episodes or cfg.run.eval_episodes,

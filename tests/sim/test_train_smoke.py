@@ -99,6 +99,42 @@ def test_td3_smoke_beats_random_and_writes_a_complete_run(tmp_path):
     assert (run / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+
+@pytest.mark.parametrize("algo, extra", [
+    ("ddpgfd", ["task.reward=sparse", "run.demo_episodes=3", "agent.n_step=5",
+                "agent.demo_sampling=union", "replay.prioritized=true", "agent.critic_l2=1e-5"]),
+    ("svg0", ["agent.demo_fraction=0.5", "run.demo_episodes=2"]),
+    ("ddpg", ["agent.exploration=ou", "agent.target_update=hard", "agent.target_update_period=50",
+              "agent.utd_ratio=0.5"]),
+])
+def test_every_algorithm_runs_through_the_trainer(tmp_path, algo, extra):
+    """Short runs of the other algorithms: demos in the store, PER priorities, n-step, OU noise,
+    hard targets, UTD 0.5 -- the wiring, not the learning."""
+    from robot_rl.agents.checkpoint import read_checkpoint
+    from robot_rl.replay import ReplayReader
+
+    torch.set_num_threads(1)
+    cfg = load_config(None, [
+        "agent.hidden=[32, 32]", "agent.batch_size=64", "agent.warmup_steps=200",
+        "run.total_steps=400", "run.eval_every=400", "run.eval_episodes=2", "run.log_every=200",
+        "agent.torch_threads=1", "agent.device=cpu", "replay.fsync=false",
+        f"run.root={tmp_path}", f"run.name={algo}", f"agent.algo={algo}"] + extra)
+    res = train(cfg, log=lambda _s: None)
+    utd = cfg.agent.utd_ratio
+    assert res.env_steps == 400 and res.updates == int(200 * utd)
+    store = ReplayReader(tmp_path / algo / "replay.zarr")
+    src = store.read(0, len(store), ("source",))["source"]
+    assert (src == 0).sum() == 400
+    assert (src == 1).sum() > 0 if cfg.run.demo_episodes else (src == 1).sum() == 0
+    tensors, meta = read_checkpoint(tmp_path / algo / "checkpoints" / "ckpt_000000400.safetensors")
+    assert meta["learner"]["config"]["algo"] == algo
+    if cfg.replay.prioritized:
+        pri = tensors["sampler.demo_priorities"]
+        assert len(pri) == (src == 1).sum() and float(pri.max()) > 0
+        assert meta["learner"]["config"]["priority_formula"] == "ddpgfd"
+        assert meta["learner"]["config"]["critic_targets"] == "mixed"
+    assert meta["extra"]["noise"]["kind"] == cfg.agent.exploration
+
 @pytest.mark.slow
 def test_td3_solves_dense_reach_within_the_fixed_budget(tmp_path):
     """The full version of the smoke (bench/learning.py arm ``td3``, seed 0, 30k env steps):
