@@ -4,8 +4,9 @@ An event file is a sequence of TFRecords (``uint64 length``, ``uint32 masked_crc
 ``data``, ``uint32 masked_crc32c(data)``), each holding one ``tensorflow.Event`` protobuf. Only
 what scalars need is encoded by hand here: ``Event{wall_time=1 (double), step=2 (int64),
 file_version=3 (string), summary=5 {value=1 {tag=1 (string), simple_value=2 (float)}}}``.
-TensorBoard reads the files as usual (``tensorboard --logdir runs/``); :func:`read_scalars`
-reads them back (CRCs checked) for tests and plots.
+TensorBoard reads the files as usual (``tensorboard --logdir runs/``; checked with
+tensorboard's own ``EventAccumulator`` on a trainer run); :func:`read_scalars` reads them back
+(CRCs checked) for tests and plots.
 """
 from __future__ import annotations
 
