@@ -48,6 +48,7 @@ setup(
         "zarr>=3.0",
         "safetensors>=0.4",
         "torch>=2.2",
+        "matplotlib>=3.7",  # robot-rl plot: learning curves as PNG
     ],
     extras_require={
         "test": [
