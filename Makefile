@@ -52,7 +52,7 @@ $(STAMPS)/interfaces: $(STAMPS)/ros $(IFACE)/CMakeLists.txt $(IFACE)/package.xml
 	@touch $@
 
 $(STAMPS)/project: $(STAMPS)/torch $(STAMPS)/interfaces setup.py pyproject.toml
-	$(PIP) install --quiet --no-build-isolation -e '.[test]'
+	$(PIP) install --quiet --no-build-isolation -e '.[test,bench]'
 	@touch $@
 
 # Until the learner and the ROS graph land, the main job is an in-process simulation:

@@ -57,6 +57,9 @@ setup(
             "hypothesis>=6.100",
             "colcon-common-extensions>=0.3",
         ],
+        # Benchmarks only (bench/learner.py, bench/learning.py compare against it); never a
+        # runtime dependency. 2.9.2 accepts the pinned torch 2.13.0.
+        "bench": ["stable-baselines3==2.9.2"],
     },
     entry_points={
         "console_scripts": [
