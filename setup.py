@@ -22,6 +22,9 @@ PACKAGE = "robot_rl"
 NODES: dict[str, str] = {
     "sim_robot_node": "robot_rl.ros_nodes.sim_robot_node:main",
     "safety_node": "robot_rl.ros_nodes.safety_node:main",
+    "actor_node": "robot_rl.ros_nodes.actor_node:main",
+    "replay_node": "robot_rl.ros_nodes.replay_node:main",
+    "learner_node": "robot_rl.ros_nodes.learner_node:main",
 }
 
 setup(

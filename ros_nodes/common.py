@@ -12,6 +12,13 @@ COMMAND_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
 #: Latched topics (policy weights, e-stop state): a late subscriber gets the newest at once.
 LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                          history=HistoryPolicy.KEEP_LAST, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+#: Transitions (actors -> replay): reliable with a deep queue. Loss is still possible (a replay
+#: restart, a full queue): the actors' outboxes re-send whatever is not acknowledged.
+TRANSITION_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE,
+                            history=HistoryPolicy.KEEP_LAST)
+#: Acknowledgements (replay -> actors); the replay re-publishes them, so depth is not critical.
+ACK_QOS = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                     history=HistoryPolicy.KEEP_LAST)
 
 
 def qualify(namespace: str, name: str) -> str:
@@ -80,3 +87,24 @@ def run_node(make_node, name: str, args=None) -> int:
         if rclpy.ok():
             rclpy.shutdown()
     return 0
+
+
+def status_message(node, level: str, message: str, values: dict):
+    """A ``diagnostic_msgs/DiagnosticArray`` with one status named after ``node``.
+
+    Every robot_rl node publishes one on ``/diagnostics`` once a second; the runner
+    (``robot-rl up``) prints its progress line from them. ``level``: ok / warn / error.
+    ``values``: key -> value (stringified).
+    """
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    st = DiagnosticStatus()
+    st.name = node.get_fully_qualified_name()
+    st.hardware_id = node.get_namespace()
+    st.level = {"ok": DiagnosticStatus.OK, "warn": DiagnosticStatus.WARN,
+                "error": DiagnosticStatus.ERROR}[level]
+    st.message = message
+    st.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    arr = DiagnosticArray(status=[st])
+    arr.header.stamp = node.get_clock().now().to_msg()
+    return arr

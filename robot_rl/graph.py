@@ -1,0 +1,192 @@
+"""The one description of the ROS 2 training graph (DESIGN §2, §7).
+
+Both ways of starting the graph read the node list from here and nowhere else:
+
+* ``launch/sim.launch.py`` / ``launch/robot.launch.py`` (``ros2 launch robot_rl ...`` on a lab
+  machine) turn each :class:`NodeSpec` into a ``launch_ros.actions.Node``;
+* the project's own runner (``robot-rl up sim|robot``, :mod:`robot_rl.runner`) starts each
+  :class:`NodeSpec` as a real process (``python -m robot_rl.ros_nodes.<executable> --ros-args
+  ...``).
+
+ROS-free: this module imports neither rclpy nor launch, so the runner, the launch files and the
+tests share it.
+
+Graph ``sim`` (headless training against PyBullet)::
+
+    /sim_robot_node                       every sim robot, /clock
+    /<ns_i>/actor_node, /<ns_i>/safety_node   per robot i (ns_i = robot_i; root for one robot)
+    /replay_node                          single writer of runs/<name>/replay.zarr
+    /learner_node                         trains from the store, publishes /rl/policy
+
+Graph ``robot`` (lab arm under franka_ros2 + ``JointGroupVelocityController``): the same without
+the sim node; joint states come from the driver, the task state from the lab's perception (or a
+fixed goal publisher), resets are homing moves proposed through the safety node.
+
+Every node gets ``config_file`` (the run's resolved robot_rl YAML) plus the per-node parameters
+below; every robot_rl config field can also be given as a dotted ROS parameter
+(:mod:`robot_rl.ros_nodes.params`). Names are the defaults of DESIGN §2: per-robot names are
+relative (resolved under the robot's namespace), shared names absolute.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# --------------------------------------------------------------------------- topic names
+
+#: Shared (absolute) names.
+TRANSITIONS_TOPIC = "/rl/transitions"  #: Transition, actors -> replay (reliable, deep queue)
+REPLAY_ACK_TOPIC = "/rl/replay_ack"  #: ReplayAck, replay -> actors (reliable)
+POLICY_TOPIC = "/rl/policy"  #: PolicyWeights, learner -> actors (reliable, transient_local, 1)
+DIAGNOSTICS_TOPIC = "/diagnostics"  #: DiagnosticArray: every node's status, 1 Hz (the runner reads it)
+#: Per-robot (relative) names.
+JOINT_STATES_TOPIC = "joint_states"
+TASK_STATE_TOPIC = "task_state"
+PROPOSAL_TOPIC = "rl/action_proposal"
+APPLIED_TOPIC = "safety/applied"
+TELEOP_TOPIC = "rl/teleop"
+COMMAND_TOPIC = "joint_velocity_controller/commands"
+RESET_SERVICE = "reset_episode"
+ESTOP_SERVICE = "safety/estop"
+
+GraphKind = Literal["sim", "robot"]
+ROLES = ("sim", "actor", "safety", "replay", "learner")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the graph, in the terms both ``launch_ros`` and the runner understand.
+
+    Attributes:
+        role: ``sim``, ``actor``, ``safety``, ``replay`` or ``learner``.
+        executable: the console script (``setup.py`` ``NODES``); also the module
+            ``robot_rl.ros_nodes.<executable>``.
+        name: the node name.
+        namespace: ``""`` (root) or e.g. ``"robot_0"`` (no leading slash).
+        parameters: ROS parameters (dotted names for nested robot_rl config fields).
+        robot_id: the robot index for per-robot nodes, else None.
+        nice: scheduling niceness the runner applies (the learner runs below the control loop).
+    """
+
+    role: str
+    executable: str
+    name: str
+    namespace: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    robot_id: int | None = None
+    nice: int = 0
+
+    @property
+    def package(self) -> str:
+        return "robot_rl"
+
+    @property
+    def module(self) -> str:
+        return f"robot_rl.ros_nodes.{self.executable}"
+
+    @property
+    def fully_qualified_name(self) -> str:
+        return f"/{self.namespace}/{self.name}" if self.namespace else f"/{self.name}"
+
+    def params_yaml(self) -> dict[str, Any]:
+        """``{fully_qualified_name: {"ros__parameters": parameters}}`` (a ``--params-file``)."""
+        return {self.fully_qualified_name: {"ros__parameters": dict(self.parameters)}}
+
+    def ros_args(self, params_file: str | Path | None = None) -> list[str]:
+        """Command-line ``--ros-args`` that give this node its name, namespace and parameters.
+
+        With ``params_file`` (written from :meth:`params_yaml`), parameters come from the file;
+        without, each is passed as ``-p name:=value`` (YAML-encoded).
+        """
+        import yaml
+
+        args = ["--ros-args", "-r", f"__node:={self.name}"]
+        if self.namespace:
+            args += ["-r", f"__ns:=/{self.namespace}"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
+        else:
+            for k, v in self.parameters.items():
+                enc = yaml.safe_dump(v, default_flow_style=True, width=10**6).strip()
+                if enc.endswith("\n..."):
+                    enc = enc[: -len("\n...")]
+                args += ["-p", f"{k}:={enc}"]
+        return args
+
+
+def robot_namespaces(num_robots: int, namespaces: list[str] | None = None) -> list[str]:
+    """The robots' namespaces: the given list, else root for one robot, ``robot_<i>`` for several."""
+    if namespaces is not None:
+        ns = [n.strip("/") for n in namespaces]
+        if len(ns) != num_robots:
+            raise ValueError(f"robot namespaces: {len(ns)} names for {num_robots} robots")
+        if len(set(ns)) != len(ns):
+            raise ValueError(f"robot namespaces: duplicates in {ns}")
+        if num_robots > 1 and "" in ns:
+            raise ValueError("robot namespaces: with several robots each needs its own namespace")
+        return ns
+    if num_robots < 1:
+        raise ValueError(f"num_robots: expected >= 1, got {num_robots}")
+    return [""] if num_robots == 1 else [f"robot_{i}" for i in range(num_robots)]
+
+
+def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1,
+                namespaces: list[str] | None = None, run_dir: str | Path | None = None,
+                learner: bool = True, eval_in_sim: bool | None = None,
+                extra: dict[str, dict[str, Any]] | None = None) -> list[NodeSpec]:
+    """The graph's nodes, in start order (sim first, learner last).
+
+    Args:
+        kind: ``sim`` (with the PyBullet sim node) or ``robot`` (a lab arm's driver instead).
+        config_file: the robot_rl YAML every node reads (the run's resolved ``config.yaml``).
+        num_robots: robots (each gets an actor and a safety node in its namespace).
+        namespaces: their namespaces (default: root for one robot, ``robot_<i>``).
+        run_dir: overrides where the replay store, checkpoints and logs go (default
+            ``run.root/run.name`` from the config).
+        learner: include the learner node (False: collect only, e.g. demo recording).
+        eval_in_sim: the learner evaluates its policy in its own PyBullet env (DESIGN §8);
+            default True for ``sim``, False for ``robot``.
+        extra: additional parameters per role (``{"actor": {...}, "learner": {...}}``).
+    """
+    if kind not in ("sim", "robot"):
+        raise ValueError(f"graph kind: expected 'sim' or 'robot', got {kind!r}")
+    ns = robot_namespaces(num_robots, namespaces)
+    extra = extra or {}
+    unknown = set(extra) - set(ROLES)
+    if unknown:
+        raise ValueError(f"graph parameters: unknown roles {sorted(unknown)}; expected {ROLES}")
+    base: dict[str, Any] = {"config_file": str(config_file)}
+    if run_dir is not None:
+        base["run_dir"] = str(run_dir)
+
+    def params(role: str, **p: Any) -> dict[str, Any]:
+        out = dict(base) if role != "safety" else {"config_file": str(config_file)}
+        out.update(p)
+        out.update(extra.get(role, {}))
+        return out
+
+    nodes: list[NodeSpec] = []
+    if kind == "sim":
+        nodes.append(NodeSpec("sim", "sim_robot_node", "sim_robot_node",
+                              parameters={"config_file": str(config_file),
+                                          "sim.num_robots": num_robots,
+                                          "robot_namespaces": ns, **extra.get("sim", {})}))
+    for i, n in enumerate(ns):
+        nodes.append(NodeSpec("safety", "safety_node", "safety_node", n,
+                              params("safety"), robot_id=i))
+        nodes.append(NodeSpec("actor", "actor_node", "actor_node", n,
+                              params("actor", robot_id=i,
+                                     reset_mode="service" if kind == "sim" else "homing"),
+                              robot_id=i))
+    nodes.append(NodeSpec("replay", "replay_node", "replay_node", "", params("replay")))
+    if learner:
+        ev = (kind == "sim") if eval_in_sim is None else eval_in_sim
+        nodes.append(NodeSpec("learner", "learner_node", "learner_node", "",
+                              params("learner", eval_in_sim=ev), nice=10))
+    return nodes
+
+
+def executables() -> set[str]:
+    """Every executable a graph can name (each must be a console script in setup.py)."""
+    return {"sim_robot_node", "safety_node", "actor_node", "replay_node", "learner_node"}
