@@ -277,6 +277,12 @@ class SafetyConfig(_Section):
     output_hz: float | None = Field(
         None, gt=0, description="command output rate (Hz); default: the control rate"
     )
+    trigger: Literal["auto", "timer", "proposal"] = Field(
+        "auto", description="when a command goes out: 'timer' (every output period, "
+        "interpolating; a real arm at up to 1 kHz), 'proposal' (one command per proposal at the "
+        "control rate, at once, plus braking when proposals stop; the sim, and lockstep), "
+        "'auto': proposal unless output_hz is set"
+    )
     estop_file: str | None = Field(
         None, description="where the latched e-stop state persists (default: under the run dir)"
     )

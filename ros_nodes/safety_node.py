@@ -23,6 +23,19 @@ All the safety maths lives in :class:`robot_rl.safety.SafetyFilter`; each output
 messages -> numpy -> one ``SafetyFilter.step`` -> messages. The watchdog, stale-state and e-stop
 braking are the filter's: the node only passes the latest proposal (or None) and state.
 
+**When a command goes out** (``safety.trigger``):
+
+* ``timer`` -- every output period (``safety.output_hz``, up to 1 kHz on a real arm), the latest
+  proposal held as the target and approached within the limits between policy steps;
+* ``proposal`` (``auto`` without ``output_hz``: the sim) -- one command per proposal, at once
+  (the state -> command latency is the actor's and this node's compute, not a timer's phase),
+  the limits evaluated at the control period. When proposals stop, a backstop timer takes over
+  once ``watchdog_timeout`` has passed and brakes one output per period. With
+  ``sim.clock = lockstep`` the node's time is the sim time carried by the joint-state stamps (no
+  ``use_sim_time`` needed): a proposal counts for the state it answered (``ActionProposal.stamp_ns``),
+  and when none arrives for a new state within ``watchdog_timeout`` wall seconds the node sends
+  the backstop command for that state, so the sim never waits on a dead actor for ever.
+
 Start-up: the first command is sent once a joint state has arrived (the filter starts from the
 measured joint velocities, so a restarted node does not step the held command), or after
 ``startup_wait`` s without one (then from rest, braking on the stale-state rule).
@@ -30,6 +43,7 @@ measured joint velocities, so a restarted node does not step the held command), 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import tempfile
@@ -171,12 +185,32 @@ class SafetyNode(Node):
         self._started = False
         self._t0 = time.monotonic()
         dt = self.filter.output_dt
-        self.create_timer(dt, self.on_output)
+        trig = self.cfg.safety.trigger
+        if trig == "auto":
+            trig = "proposal" if self.cfg.safety.output_hz is None else "timer"
+        if trig == "proposal" and abs(1.0 / dt - self.cfg.sim.control_hz) > 1e-9:
+            raise ConfigError(
+                f"safety.trigger: 'proposal' sends one command per policy step, so the output "
+                f"rate is the control rate ({self.cfg.sim.control_hz:g} Hz), but safety.output_hz "
+                f"is {1.0 / dt:g}; use trigger 'timer' for a faster output")
+        self.trigger = trig
+        self.lockstep = self.cfg.sim.clock == "lockstep"
+        self._last_out_wall = -math.inf  # node clock (s) of the last output
+        self._last_out_stamp: float | None = None  # lockstep: state stamp of the last output
+        self._state_wall = 0.0  # lockstep: wall time the newest state arrived
+        self._prop_wall = -math.inf  # wall time of the newest proposal
+        if trig == "timer":
+            self.create_timer(dt, self.on_output)
+        elif self.lockstep:
+            self.create_timer(min(dt, self.filter.params.watchdog_timeout) / 2,
+                              self.on_backstop_lockstep)
+        else:
+            self.create_timer(dt, self.on_backstop)
         self.create_timer(1.0, self.publish_diagnostics)
         p = self.filter.params
         self.get_logger().info(
             f"safety node {self.get_fully_qualified_name()} profile={profile.name} "
-            f"output_hz={1.0 / dt:g} watchdog={p.watchdog_timeout:g}s "
+            f"output_hz={1.0 / dt:g} trigger={trig}{' (lockstep time)' if self.lockstep and trig == 'proposal' else ''} watchdog={p.watchdog_timeout:g}s "
             f"state_timeout={p.state_timeout:g}s command_topic="
             f"{self.resolve_topic_name(names['command_topic'])} estop_file={self.estop_path} "
             f"estop={'latched' if self.estop else 'released'}")
@@ -187,12 +221,37 @@ class SafetyNode(Node):
         self._proposal = msg
         # The watchdog counts from arrival, not from the output tick that uses it.
         self._proposal_time = self.get_clock().now().nanoseconds * 1e-9
+        if self.trigger == "proposal":
+            self._prop_wall = self._proposal_time
+            if self.lockstep:
+                # Sim time: the proposal answers the state stamped stamp_ns.
+                self._proposal_time = msg.stamp_ns * 1e-9 if msg.stamp_ns > 0 else (
+                    self._state_stamp or 0.0)
+            self.on_output()
 
     def on_joint_state(self, msg: JointState) -> None:
         self._state = msg
         stamp = _ns(msg.header.stamp)
-        # An unstamped state counts as measured when it arrived.
-        self._state_stamp = (stamp if stamp else self.get_clock().now().nanoseconds) * 1e-9
+        # An unstamped state counts as measured when it arrived (in lockstep, 0 is sim time 0).
+        if not stamp and not (self.lockstep and self.trigger == "proposal"):
+            stamp = self.get_clock().now().nanoseconds
+        self._state_stamp = stamp * 1e-9
+        self._state_wall = time.monotonic()
+
+    def on_backstop(self) -> None:
+        """trigger=proposal, real time: brake (one output per period) once proposals stop."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        if (now - self._prop_wall >= self.filter.params.watchdog_timeout - 1e-6
+                and now - self._last_out_wall >= 0.999 * self.filter.output_dt):
+            self.on_output()
+
+    def on_backstop_lockstep(self) -> None:
+        """trigger=proposal, lockstep: answer a new state that got no proposal in time."""
+        st = self._state_stamp
+        if st is None or (self._last_out_stamp is not None and st <= self._last_out_stamp):
+            return
+        if time.monotonic() - self._state_wall >= self.filter.params.watchdog_timeout:
+            self.on_output()
 
     def on_estop(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
         latched = bool(req.data)
@@ -251,6 +310,14 @@ class SafetyNode(Node):
             self._start()
         now_msg = self.get_clock().now()
         now = now_msg.nanoseconds * 1e-9
+        self._last_out_wall = now
+        stamp_ns = now_msg.nanoseconds
+        if self.lockstep and self.trigger == "proposal":
+            # Sim time from the stamps: the newest state's, or the proposal's if it is newer.
+            now = max(self._state_stamp or 0.0, self._proposal_time if self._proposal else 0.0,
+                      self._last_out_stamp or 0.0)
+            self._last_out_stamp = now
+            stamp_ns = int(round(now * 1e9))
         msg, self._proposal = self._proposal, None
         st = self._state
         try:
@@ -267,7 +334,7 @@ class SafetyNode(Node):
             cmd, report = self.filter.step(now, None, estop=True)
         if msg is not None:
             self._seq = msg.seq
-        self.publish_command(now_msg.nanoseconds, cmd, report.rules)
+        self.publish_command(stamp_ns, cmd, report.rules)
 
     def publish_command(self, stamp_ns: int, cmd: np.ndarray, rules: Rule) -> None:
         data = cmd.tolist()

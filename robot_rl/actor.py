@@ -1,0 +1,281 @@
+"""The actor's logic, ROS-free: observations, the noisy behaviour policy, episodes, the outbox.
+
+The actor node (``robot_rl.ros_nodes.actor_node``) is a thin adapter around this module; the
+in-process trainer (:mod:`robot_rl.agents.trainer`) is the reference it must agree with: the same
+observation (``Task.observation`` of a :class:`~robot_rl.tasks.TaskSnapshot`), the same reward and
+success functions, the same noisy DPG behaviour policy ``clip(pi(s) + eps)``.
+
+One control step ``k`` of robot ``r``::
+
+    state s_k (joint state + task state)  ->  a_k = clip(pi(s_k) + eps_k)  (uniform before the
+    first policy)  ->  ActionProposal(seq k, joint velocities)  ->  safety node  ->
+    AppliedCommand(seq k, what was sent)  ->  state s_{k+1}  ->  Transition(s_k, applied a_k
+    mapped back into the policy's action space, r(s_{k+1}), s_{k+1}, terminated, truncated)
+
+The transition's action is what the robot was actually told to do (DESIGN §3): the safety node's
+command for proposal ``k`` mapped back with :meth:`ActionMapper.to_action`; with a safety node at
+1 kHz the mean of its commands during the step.
+
+:class:`Outbox` keeps every transition until the replay acknowledges it (``ReplayAck``: "every
+seq <= committed_seq of (robot, session) is durable") and re-sends what stays unacknowledged.
+"""
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robot_rl.config import Config
+from robot_rl.tasks import TaskSnapshot, make_task
+
+
+def expected_policy_architecture(cfg: Config, obs_dim: int, act_dim: int) -> dict[str, Any]:
+    """The architecture dict a policy for this config has (what ``export_policy`` writes)."""
+    from robot_rl.agents.config import learner_config
+
+    lc = learner_config(cfg.agent, cfg.replay)
+    return {"kind": "gaussian" if lc.stochastic_actor else "deterministic",
+            "obs_dim": int(obs_dim), "act_dim": int(act_dim),
+            "hidden": [int(h) for h in lc.hidden], "obs_normalization": lc.obs_normalization,
+            "obs_clip": lc.obs_clip}
+
+
+def new_session() -> int:
+    """A random 63-bit actor session id (never 0)."""
+    return secrets.randbits(63) | 1
+
+
+def episode_id_for(session: int, counter: int) -> int:
+    """Episode ids unique across restarts: the session's low 40 bits, then a 24-bit counter."""
+    return ((session & ((1 << 40) - 1)) << 24) | (counter & ((1 << 24) - 1))
+
+
+# --------------------------------------------------------------------------- outbox
+
+
+@dataclass
+class _Entry:
+    item: Any
+    sent_at: float
+
+
+class Outbox:
+    """Transitions sent but not yet acknowledged, in seq order.
+
+    ``add`` a transition when it is first sent; ``ack(committed_seq)`` drops everything up to
+    it; ``due(now)`` lists what has waited ``resend_after`` seconds without an acknowledgement
+    (and marks it re-sent). ``full`` once ``capacity`` transitions wait: the actor then stops
+    starting steps until acknowledgements make room (``resume_below``).
+    """
+
+    def __init__(self, capacity: int, resend_after: float = 2.0, resume_fraction: float = 0.9):
+        if capacity < 1:
+            raise ValueError(f"outbox_capacity: expected >= 1, got {capacity}")
+        self.capacity = capacity
+        self.resend_after = resend_after
+        self.resume_below = max(1, int(capacity * resume_fraction))
+        self._q: OrderedDict[int, _Entry] = OrderedDict()
+        self.acked = -1
+        self.resent = 0
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    @property
+    def full(self) -> bool:
+        return len(self._q) >= self.capacity
+
+    def add(self, seq: int, item: Any, now: float) -> None:
+        if seq <= self.acked:
+            return  # already durable (a late duplicate of our own)
+        self._q[seq] = _Entry(item, now)
+
+    def ack(self, committed_seq: int) -> int:
+        """Drop every seq <= ``committed_seq``; returns how many were dropped."""
+        if committed_seq <= self.acked:
+            return 0
+        self.acked = committed_seq
+        n = 0
+        q = self._q
+        while q:
+            seq = next(iter(q))
+            if seq > committed_seq:
+                break
+            del q[seq]
+            n += 1
+        return n
+
+    def due(self, now: float, limit: int = 10_000) -> list[Any]:
+        """Items waiting ``resend_after`` s or more (oldest first, at most ``limit``)."""
+        out = []
+        for e in self._q.values():  # seq order; a re-sent entry is young again, so scan all
+            if now - e.sent_at >= self.resend_after:
+                out.append(e)
+                if len(out) >= limit:
+                    break
+        for e in out:
+            e.sent_at = now
+        self.resent += len(out)
+        return [e.item for e in out]
+
+    def oldest_age(self, now: float) -> float:
+        if not self._q:
+            return 0.0
+        return now - next(iter(self._q.values())).sent_at
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass
+class PendingStep:
+    """A step whose proposal went out and whose outcome (next state, applied command) is open."""
+
+    seq: int
+    observation: np.ndarray
+    action: np.ndarray  # policy-space action proposed
+    q: np.ndarray  # joint positions when acting (ee_velocity inverse map)
+    episode_id: int
+    step_index: int
+    stamp_ns: int
+    policy_version: int
+    source: int = 0
+    applied: list[np.ndarray] = field(default_factory=list)
+    rules: int = 0
+    next_observation: np.ndarray | None = None
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    completed_at: float = 0.0  # monotonic time the next state arrived
+
+
+class ActorCore:
+    """Observation, behaviour policy and episode bookkeeping of one robot's actor.
+
+    Args:
+        cfg: the run config (task, robot, agent, sim, run).
+        robot_id: this robot's index.
+        session: the actor session (random per start, :func:`new_session`).
+        seed: seeds the exploration noise and the warm-up actions.
+    """
+
+    def __init__(self, cfg: Config, robot_id: int, session: int, seed: int) -> None:
+        from robot_rl.actions import ActionMapper
+        from robot_rl.agents.exploration import make_noise
+        from robot_rl.kinematics import Kinematics
+
+        self.cfg = cfg
+        self.robot_id = robot_id
+        self.session = session
+        self.task = make_task(cfg.task, cfg.robot)
+        self.kin = Kinematics.from_profile(cfg.robot)
+        self.mapper = ActionMapper(cfg.task, cfg.robot, kinematics=self.kin)
+        self.obs_spec = self.task.observation_spec
+        self.act_spec = self.mapper.spec
+        self.low = self.act_spec.low.astype(np.float32)
+        self.high = self.act_spec.high.astype(np.float32)
+        self.architecture = expected_policy_architecture(cfg, self.obs_spec.dim, self.act_spec.dim)
+        from robot_rl.agents.config import config_hash
+
+        self.config_hash = config_hash(self.architecture)
+        self.noise = make_noise(cfg.agent, self.act_spec.dim, seed=seed)
+        self.rng = np.random.default_rng(seed + 1)
+        self.policy: Any = None
+        self.policy_version = 0
+        self.policies_rejected = 0
+        self.seq = 0
+        self.env_steps = 0
+        self.episodes = 0
+        self.episode_counter = 0
+        self.episode_id = episode_id_for(session, 0)
+        self.step_index = 0
+        self.episode_return = 0.0
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.recent_success: deque[float] = deque(maxlen=20)
+
+    # -- policy ---------------------------------------------------------------------------
+
+    def load_policy(self, blob: bytes, version: int, config_hash: str) -> int:
+        """Swap in new weights; ``ValueError`` (keeping the current policy) when they don't fit.
+
+        Refused: another architecture (config hash), a blob that is not a robot_rl policy, or a
+        version not newer than the current one.
+        """
+        from robot_rl.agents.checkpoint import load_policy
+
+        if config_hash != self.config_hash:
+            raise ValueError(f"config_hash {config_hash!r} does not match this actor's "
+                             f"{self.config_hash!r} (architecture {json.dumps(self.architecture)})")
+        if version <= self.policy_version and self.policy is not None:
+            raise ValueError(f"version {version} is not newer than the current {self.policy_version}")
+        pol = load_policy(blob, expect_hash=self.config_hash)
+        probe = pol(np.zeros(self.obs_spec.dim, np.float32))
+        if probe.shape != (self.act_spec.dim,) or not np.all(np.isfinite(probe)):
+            raise ValueError(f"the policy's output {probe!r} is not {self.act_spec.dim} finite values")
+        self.policy = pol
+        self.policy_version = int(version)
+        return self.policy_version
+
+    # -- per step -------------------------------------------------------------------------
+
+    def snapshot(self, q: np.ndarray, dq: np.ndarray, goal: np.ndarray,
+                 object_pose: np.ndarray | None) -> TaskSnapshot:
+        return TaskSnapshot(q=q, dq=dq, ee_pos=self.kin.ee_position(q), goal=goal,
+                            object_pose=object_pose)
+
+    def observe(self, s: TaskSnapshot) -> tuple[np.ndarray, float]:
+        """``(observation, distance)`` of a snapshot; ``ValueError`` if outside the spec."""
+        obs = self.task.observation(s)
+        self.obs_spec.validate(obs)
+        return obs, self.task.distance(s)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The behaviour action ``clip(pi(s) + eps)``; uniform in the bounds before a policy."""
+        from robot_rl.agents.exploration import behaviour_action
+
+        if self.policy is None:
+            return self.rng.uniform(self.low, self.high).astype(np.float32)
+        return behaviour_action(self.policy(obs), self.noise.sample(self.env_steps), self.low,
+                                self.high)
+
+    def outcome(self, distance: float, step_index: int) -> tuple[float, bool, bool, bool]:
+        """``(reward, terminated, truncated, success)`` of reaching a state at ``distance`` after
+        ``step_index + 1`` steps (the same rules as the gym env)."""
+        c = self.cfg.task
+        success = distance < c.success_threshold
+        terminated = bool(success and c.terminate_on_success)
+        truncated = bool(step_index + 1 >= c.max_steps and not terminated)
+        return self.task.reward_from_distance(distance), terminated, truncated, bool(success)
+
+    def applied_action(self, step: PendingStep) -> np.ndarray:
+        """The applied command(s) of a step mapped into the policy's action space."""
+        dq = np.mean(step.applied, axis=0) if step.applied else None
+        if dq is None:
+            raise ValueError("no applied command")
+        return self.mapper.to_action(dq, step.q)
+
+    def new_episode(self) -> int:
+        self.episode_counter += 1
+        self.episode_id = episode_id_for(self.session, self.episode_counter)
+        self.step_index = 0
+        self.episode_return = 0.0
+        self.noise.reset()
+        return self.episode_id
+
+    def end_episode(self, success: bool) -> None:
+        self.episodes += 1
+        self.recent_returns.append(self.episode_return)
+        self.recent_success.append(float(success))
+
+    @property
+    def success_rate(self) -> float:
+        return float(np.mean(self.recent_success)) if self.recent_success else math.nan
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan

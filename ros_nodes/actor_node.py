@@ -1,0 +1,434 @@
+"""actor_node: one robot's noisy DPG behaviour policy, its episodes and its transition stream.
+
+Run it in the robot's namespace (``--ros-args -r __ns:=/robot_0``; root for a single robot).
+Per-robot names are relative, shared names absolute (robot_rl.graph):
+
+* subscribes ``joint_states`` (matched by joint name, profile order), ``task_state``
+  (``TaskState``: goal, object, the sim's episode counter), ``safety/applied``
+  (``AppliedCommand``: what the safety node really sent for each proposal), ``/rl/policy``
+  (``PolicyWeights``, latched: the newest policy at once, also after a restart), ``/rl/replay_ack``;
+* publishes ``rl/action_proposal`` (``ActionProposal``: seq, the state's stamp, joint
+  velocities) -- never a robot command: only the safety node talks to the controller --,
+  ``/rl/transitions`` (``Transition``) and its status on ``/diagnostics``;
+* calls ``reset_episode`` (``std_srvs/Trigger``, the sim) at the end of an episode, or
+  (``reset_mode: homing``, a real arm) proposes a homing move to ``robot.home`` through the
+  safety node.
+
+When it acts (``trigger``): ``state`` -- on every new state (joint state + task state with the same
+stamp: the sim publishes both once per control period, in real time and in lockstep); ``timer``
+-- every control period with the newest state (a real arm's 1 kHz joint states).
+
+Every transition stays in an outbox until a ``ReplayAck`` covers it and is re-sent when none
+does within ``resend_after`` s (a replay restart loses nothing). When ``outbox_capacity``
+transitions wait, the actor cuts its episode (the last transition is marked truncated), stops
+proposing -- the safety node's watchdog brakes the arm -- and says so; it resumes with a new
+episode once the replay has caught up. New weights are swapped in between control steps; weights
+of another architecture, a malformed blob or an older version are refused with a log line.
+
+The logic (observation, rewards, behaviour policy, outbox) lives in :mod:`robot_rl.actor`.
+"""
+from __future__ import annotations
+
+import array
+import math
+import sys
+import time
+from collections import OrderedDict
+
+import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_srvs.srv import Trigger
+
+from robot_rl import graph
+from robot_rl.actor import ActorCore, Outbox, PendingStep, new_session
+from robot_rl.config import ConfigError
+from robot_rl.ros_nodes.common import (
+    ACK_QOS,
+    COMMAND_QOS,
+    LATCHED_QOS,
+    STATE_QOS,
+    TRANSITION_QOS,
+    run_node,
+    status_message,
+)
+from robot_rl.ros_nodes.params import declare_config
+from robot_rl_interfaces.msg import (
+    ActionProposal,
+    AppliedCommand,
+    PolicyWeights,
+    ReplayAck,
+    TaskState,
+    Transition,
+)
+from diagnostic_msgs.msg import DiagnosticArray
+
+TOPICS = {
+    "joint_states_topic": (graph.JOINT_STATES_TOPIC, "robot joint states"),
+    "task_state_topic": (graph.TASK_STATE_TOPIC, "task state (goal, object pose)"),
+    "proposal_topic": (graph.PROPOSAL_TOPIC, "action proposals to the safety node"),
+    "applied_topic": (graph.APPLIED_TOPIC, "what the safety node sent"),
+    "transitions_topic": (graph.TRANSITIONS_TOPIC, "transitions to the replay"),
+    "ack_topic": (graph.REPLAY_ACK_TOPIC, "replay acknowledgements"),
+    "policy_topic": (graph.POLICY_TOPIC, "policy weights (latched)"),
+    "reset_service": (graph.RESET_SERVICE, "sim episode reset service (reset_mode: service)"),
+    "diagnostics_topic": (graph.DIAGNOSTICS_TOPIC, "status, 1 Hz"),
+}
+
+
+def _f32(a: np.ndarray) -> array.array:
+    return array.array("f", np.ascontiguousarray(a, dtype=np.float32).tobytes())
+
+
+class ActorNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("actor_node", **kwargs)
+        self.cfg = declare_config(self, ("robot", "task", "sim", "agent", "run"))
+        P = self._param
+        names = {k: P(k, v, doc) for k, (v, doc) in TOPICS.items()}
+        self.robot_id = int(P("robot_id", 0, "this robot's index (Transition.robot_id)"))
+        self.trigger = P("trigger", "state", "act on each new 'state' or on a 'timer'")
+        self.reset_mode = P("reset_mode", "service", "'service' (sim) or 'homing' (real arm)")
+        cap = int(P("outbox_capacity", 20000, "unacknowledged transitions before pausing"))
+        resend = float(P("resend_after", 2.0, "s before an unacknowledged transition is re-sent"))
+        self.applied_timeout = float(P("applied_timeout", 1.0,
+                                       "s to wait for the safety node's AppliedCommand"))
+        self.homing_tolerance = float(P("homing_tolerance", 0.02, "homing: done within (rad)"))
+        self.homing_speed = float(P("homing_speed", 0.25, "homing: fraction of dq_max"))
+        seed = int(P("seed", -1, "noise seed (-1: run.seed * 1000 + robot_id)"))
+        if self.trigger not in ("state", "timer"):
+            raise ConfigError(f"trigger: expected 'state' or 'timer', got {self.trigger!r}")
+        if self.reset_mode not in ("service", "homing"):
+            raise ConfigError(f"reset_mode: expected 'service' or 'homing', got {self.reset_mode!r}")
+        if not 0 <= self.robot_id < 65536:
+            raise ConfigError(f"robot_id: expected 0..65535, got {self.robot_id}")
+        try:
+            self.outbox = Outbox(cap, resend_after=resend)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.session = new_session()
+        self.core = ActorCore(self.cfg, self.robot_id, self.session,
+                              seed=seed if seed >= 0 else self.cfg.run.seed * 1000 + self.robot_id)
+        self.joint_names = tuple(self.cfg.robot.joint_names)
+        self._index_cache: dict[tuple, list[int] | None] = {}
+        self.dt = self.cfg.sim.control_dt
+
+        import torch
+
+        torch.set_num_threads(1)  # inference of a small MLP; leave the cores to the control loop
+
+        # -- state --------------------------------------------------------------------------
+        self._js: tuple[np.ndarray, np.ndarray, int] | None = None  # q, dq, stamp_ns
+        self._js_wall = 0.0
+        self._ts: TaskState | None = None
+        self._last_tick: tuple[int, int] | None = None
+        self.pending: PendingStep | None = None
+        self.awaiting: OrderedDict[int, PendingStep] = OrderedDict()
+        self.proposal_seq = 0
+        self.mode = "start"  # start | running | resetting | homing | paused
+        self._reset_from_episode: int | None = None
+        self._reset_future = None
+        self._reset_sent = 0.0
+        self._last_applied: np.ndarray | None = None
+        self.applied_missing = 0
+        self.sent = 0
+        self.bad_states = 0
+        self._paused_logged = False
+
+        # -- ROS ----------------------------------------------------------------------------
+        self.proposal_pub = self.create_publisher(ActionProposal, names["proposal_topic"],
+                                                  COMMAND_QOS)
+        self.transition_pub = self.create_publisher(Transition, names["transitions_topic"],
+                                                    TRANSITION_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, names["diagnostics_topic"], 10)
+        self.create_subscription(JointState, names["joint_states_topic"], self.on_joint_state,
+                                 STATE_QOS)
+        self.create_subscription(TaskState, names["task_state_topic"], self.on_task_state,
+                                 STATE_QOS)
+        self.create_subscription(AppliedCommand, names["applied_topic"], self.on_applied, 50)
+        self.create_subscription(ReplayAck, names["ack_topic"], self.on_ack, ACK_QOS)
+        self.create_subscription(PolicyWeights, names["policy_topic"], self.on_policy,
+                                 LATCHED_QOS)
+        self.reset_client = self.create_client(Trigger, names["reset_service"])
+        if self.trigger == "timer":
+            self.create_timer(self.dt, self.on_timer)
+        self.create_timer(0.25, self.on_housekeeping)
+        self.create_timer(1.0, self.publish_status)
+        self._t_status = time.monotonic()
+        self._steps_status = 0
+        self.get_logger().info(
+            f"actor {self.get_fully_qualified_name()} robot_id={self.robot_id} "
+            f"session={self.session:#x} task={self.cfg.task.name}/{self.cfg.task.reward} "
+            f"action_mode={self.cfg.task.action_mode} trigger={self.trigger} "
+            f"reset={self.reset_mode} outbox_capacity={cap} policy_hash={self.core.config_hash}")
+
+    def _param(self, name, default, doc):
+        return self.declare_parameter(name, default, ParameterDescriptor(description=doc)).value
+
+    # -- inputs -----------------------------------------------------------------------------
+
+    def _order(self, names) -> list[int] | None:
+        key = tuple(names)
+        idx = self._index_cache.get(key)
+        if idx is None and key not in self._index_cache:
+            pos = {n: i for i, n in enumerate(key)}
+            idx = [pos[n] for n in self.joint_names] if all(n in pos for n in self.joint_names) \
+                else None
+            self._index_cache[key] = idx
+        return idx
+
+    def on_joint_state(self, msg: JointState) -> None:
+        idx = self._order(msg.name)
+        if idx is None or len(msg.position) != len(msg.name) or len(msg.velocity) != len(msg.name):
+            self.bad_states += 1
+            self.get_logger().error(
+                f"joint_states: need positions and velocities for {list(self.joint_names)}, got "
+                f"names {list(msg.name)} ({len(msg.position)} positions, {len(msg.velocity)} "
+                "velocities); not acting on it", throttle_duration_sec=2.0)
+            return
+        pos, vel = np.asarray(msg.position, float), np.asarray(msg.velocity, float)
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self._js = (pos[idx], vel[idx], stamp)
+        self._js_wall = time.monotonic()
+        if self.trigger == "state":
+            self._maybe_tick()
+
+    def on_task_state(self, msg: TaskState) -> None:
+        self._ts = msg
+        if self.trigger == "state":
+            self._maybe_tick()
+
+    def _maybe_tick(self) -> None:
+        js, ts = self._js, self._ts
+        if js is None or ts is None or js[2] != ts.stamp_ns:
+            return  # wait for the other half of this state
+        key = (int(ts.episode_id), js[2])
+        if key == self._last_tick:
+            return
+        self._last_tick = key
+        self.tick()
+
+    def on_timer(self) -> None:
+        if self._js is None or self._ts is None:
+            return
+        if time.monotonic() - self._js_wall > self.cfg.safety.state_timeout:
+            return  # stale: propose nothing, the safety node brakes
+        self.tick()
+
+    def on_applied(self, msg: AppliedCommand) -> None:
+        v = np.asarray(msg.velocities, dtype=float)
+        if v.shape != (len(self.joint_names),):
+            return
+        self._last_applied = v
+        seq = int(msg.proposal_seq)
+        step = self.awaiting.get(seq)
+        if step is None and self.pending is not None and self.pending.seq == seq:
+            step = self.pending
+        if step is None:
+            return
+        step.applied.append(v)
+        step.rules |= int(msg.rules_fired)
+        if step is not self.pending:
+            self._finalize_ready()
+
+    def on_ack(self, msg: ReplayAck) -> None:
+        if msg.robot_id == self.robot_id and msg.actor_session == self.session:
+            self.outbox.ack(int(msg.committed_seq))
+
+    def on_policy(self, msg: PolicyWeights) -> None:
+        try:
+            v = self.core.load_policy(bytes(msg.safetensors), int(msg.version), msg.config_hash)
+        except Exception as e:  # noqa: BLE001 - a bad message must never stop the actor
+            self.core.policies_rejected += 1
+            self.get_logger().error(f"policy version {msg.version} rejected: {e}; keeping "
+                                    f"version {self.core.policy_version}")
+            return
+        self.get_logger().info(f"policy version {v} in use ({len(msg.safetensors)} bytes)",
+                               throttle_duration_sec=10.0)
+
+    # -- the control step -------------------------------------------------------------------
+
+    def tick(self) -> None:
+        q, dq, stamp = self._js
+        ts = self._ts
+        try:
+            snap = self.core.snapshot(q, dq, np.asarray(ts.goal, float),
+                                      np.asarray(ts.object_pose, float) if len(ts.object_pose)
+                                      else None)
+            obs, dist = self.core.observe(snap)
+        except ValueError as e:
+            self.bad_states += 1
+            self.get_logger().error(f"state refused ({e}); proposing nothing",
+                                    throttle_duration_sec=2.0)
+            return
+        core = self.core
+        if self.pending is not None:  # this state is the outcome of the pending step
+            p, self.pending = self.pending, None
+            reward, term, trunc, success = core.outcome(dist, p.step_index)
+            cut = self.outbox.full and not term and not trunc
+            if cut:
+                trunc = True
+            p.next_observation, p.reward, p.terminated, p.truncated = obs, reward, term, trunc
+            core.episode_return += reward
+            core.env_steps += 1
+            p.completed_at = time.monotonic()
+            self.awaiting[p.seq] = p
+            self._finalize_ready()
+            if term or trunc:
+                core.end_episode(success)
+                if cut:
+                    self.mode = "paused"
+                    self.get_logger().warning(
+                        f"outbox full: {len(self.outbox)} transitions unacknowledged (oldest "
+                        f"{self.outbox.oldest_age(time.monotonic()):.1f} s); episode cut, not "
+                        "proposing (the safety node brakes) until the replay acknowledges them")
+                else:
+                    self._start_reset()
+                return
+        if self.mode == "start":
+            self._start_reset()
+            return
+        if self.mode == "paused":
+            if len(self.outbox) >= self.outbox.resume_below:
+                return
+            self.get_logger().info(f"outbox down to {len(self.outbox)}; resuming")
+            self._start_reset()
+            return
+        if self.mode == "resetting":
+            if self._reset_future is None:
+                return  # the request has not gone out yet (service not available)
+            if self._reset_from_episode is not None and int(ts.episode_id) == self._reset_from_episode:
+                return  # the sim has not reset yet (its new state proves the reset)
+            self.mode = "running"
+            core.new_episode()
+        elif self.mode == "homing":
+            self._homing_step(q, dq, stamp)
+            return
+        if self.mode != "running":
+            return
+        if self.outbox.full:  # cannot happen mid-episode (cut above), but never propose then
+            return
+        a = core.act(obs)
+        dq_cmd = core.mapper.to_joint_velocities(a, q)
+        seq = self.proposal_seq
+        self.proposal_seq += 1
+        self.proposal_pub.publish(ActionProposal(seq=seq, stamp_ns=int(stamp),
+                                                 velocities=dq_cmd.tolist()))
+        self.pending = PendingStep(seq, obs, a, q, core.episode_id, core.step_index, int(stamp),
+                                   core.policy_version)
+        core.step_index += 1
+
+    def _finalize_ready(self, now: float | None = None) -> None:
+        """Publish, in order, every awaiting step whose applied command is known."""
+        while self.awaiting:
+            seq, p = next(iter(self.awaiting.items()))
+            if not p.applied:
+                if now is None or now - p.completed_at < self.applied_timeout:
+                    return
+                # The safety node did not report this proposal: the controller kept the last
+                # command it had. Record that (or zero if none was ever seen).
+                self.applied_missing += 1
+                p.applied.append(self._last_applied if self._last_applied is not None
+                                 else np.zeros(len(self.joint_names)))
+                self.get_logger().warning(
+                    f"no AppliedCommand for proposal {seq} within {self.applied_timeout:g} s; "
+                    "recording the last command the safety node sent", throttle_duration_sec=5.0)
+            del self.awaiting[seq]
+            self._emit(p)
+
+    def _emit(self, p: PendingStep) -> None:
+        core = self.core
+        action = core.applied_action(p)
+        msg = Transition(
+            observation=_f32(p.observation), action=_f32(action),
+            next_observation=_f32(p.next_observation), reward=float(p.reward),
+            terminated=bool(p.terminated), truncated=bool(p.truncated), source=p.source,
+            robot_id=self.robot_id, actor_session=self.session, seq=core.seq,
+            episode_id=p.episode_id, step_index=p.step_index, stamp_ns=p.stamp_ns,
+            policy_version=p.policy_version, safety_rules=p.rules)
+        core.seq += 1
+        self.transition_pub.publish(msg)
+        self.outbox.add(msg.seq, msg, time.monotonic())
+        self.sent += 1
+
+    # -- episodes ---------------------------------------------------------------------------
+
+    def _start_reset(self) -> None:
+        if self.reset_mode == "homing":
+            self.mode = "homing"
+            return
+        if not self.reset_client.service_is_ready():
+            self.mode = "resetting"
+            self._reset_from_episode = None
+            self._reset_future = None
+            self.get_logger().warning(
+                f"reset service {self.reset_client.srv_name} not available; waiting",
+                throttle_duration_sec=5.0)
+            self._reset_sent = -math.inf
+            return
+        self._reset_from_episode = int(self._ts.episode_id) if self._ts is not None else None
+        self._reset_future = self.reset_client.call_async(Trigger.Request())
+        self._reset_sent = time.monotonic()
+        self.mode = "resetting"
+
+    def _homing_step(self, q, dq, stamp) -> None:
+        home = np.asarray(self.cfg.robot.home, float)
+        err = home - q
+        vmax = self.homing_speed * np.asarray(self.cfg.robot.limits.dq_max, float)
+        if np.max(np.abs(err)) < self.homing_tolerance and np.max(np.abs(dq)) < 0.05:
+            self.mode = "running"
+            self.core.new_episode()
+            return
+        cmd = np.clip(2.0 * err, -vmax, vmax)
+        seq = self.proposal_seq
+        self.proposal_seq += 1
+        self.proposal_pub.publish(ActionProposal(seq=seq, stamp_ns=int(stamp),
+                                                 velocities=cmd.tolist()))
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def on_housekeeping(self) -> None:
+        now = time.monotonic()
+        self._finalize_ready(now)
+        for msg in self.outbox.due(now, limit=5000):
+            self.transition_pub.publish(msg)
+        if self.mode == "resetting":
+            fut = self._reset_future
+            if fut is None:
+                if self.reset_client.service_is_ready():
+                    self._start_reset()
+            elif fut.done():
+                res = fut.result()
+                if res is None or not res.success:
+                    self.get_logger().error(f"reset failed: {getattr(res, 'message', res)}; "
+                                            "retrying")
+                    self._start_reset()
+            elif now - self._reset_sent > 5.0:
+                self.get_logger().warning("reset service did not answer in 5 s; retrying")
+                self._start_reset()
+
+    def publish_status(self) -> None:
+        core = self.core
+        now = time.monotonic()
+        rate = (core.env_steps - self._steps_status) / max(now - self._t_status, 1e-9)
+        self._t_status, self._steps_status = now, core.env_steps
+        level = "warn" if self.mode == "paused" else "ok"
+        fmt = (lambda x: "" if math.isnan(x) else f"{x:.4g}")
+        self.diag_pub.publish(status_message(self, level, self.mode, {
+            "role": "actor", "robot_id": self.robot_id, "env_steps": core.env_steps,
+            "env_steps_per_s": f"{rate:.1f}", "episodes": core.episodes,
+            "success_rate": fmt(core.success_rate), "episode_return": fmt(core.mean_return),
+            "policy_version": core.policy_version, "policies_rejected": core.policies_rejected,
+            "sent": self.sent, "outbox": len(self.outbox), "acked_seq": self.outbox.acked,
+            "resent": self.outbox.resent, "applied_missing": self.applied_missing,
+            "bad_states": self.bad_states, "mode": self.mode,
+            "session": f"{self.session:#x}"}))
+
+
+def main(args=None) -> int:
+    return run_node(ActorNode, "actor_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
