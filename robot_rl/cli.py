@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Callable, Sequence
@@ -23,6 +24,9 @@ examples:
   robot-rl train --task reach --algo td3 --steps 20000 --name td3_reach
   robot-rl eval runs/td3_reach/checkpoints/ckpt_000020000.safetensors
   robot-rl plot runs/td3_reach
+  robot-rl up sim --robots 2 --name reach2 --until-success 0.9   # the ROS graph, headless
+  robot-rl up robot --config lab.yaml --dry-run     # print each node's command line
+  robot-rl estop                                    # latch every robot's e-stop
 
 Configuration: --config FILE loads YAML sections (robot, task, sim, safety, agent, replay, run);
 KEY=VALUE arguments override single fields. Unknown keys and bad values are refused with the
@@ -226,6 +230,81 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- ROS graph
+
+
+def _up_overrides(args: argparse.Namespace) -> list[str]:
+    out = [] if args.name is None else [f"run.name={args.name}"]
+    return out + list(args.overrides)
+
+
+def up_plan(args: argparse.Namespace):
+    """The :class:`robot_rl.runner.RunPlan` of ``robot-rl up`` arguments."""
+    from robot_rl.runner import plan_run, split_list
+
+    cfg = load_config(args.config, tuple(_up_overrides(args)))
+    return plan_run(args.graph, cfg, robots=args.robots, namespaces=split_list(args.namespaces),
+                    learner=not args.no_learner, roles=split_list(args.only),
+                    resume=args.resume)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    import shlex
+
+    from robot_rl.runner import Runner
+
+    plan = up_plan(args)
+    if plan.kind == "robot" and plan.cfg.robot.name == "panda":
+        print("note: robot.name=panda (panda_joint1..7, multipanda_ros2); an FR3 under "
+              "franka_ros2 needs robot.name=fr3", file=sys.stderr)
+    runner = Runner(plan, until_success=args.until_success, max_env_steps=args.max_env_steps,
+                    max_time=args.max_time, verbose=args.verbose, argv=sys.argv,
+                    progress_every=args.progress_every)
+    if args.dry_run:
+        print(f"# robot-rl up {plan.kind}: {len(plan.nodes)} nodes, {plan.num_robots} robot(s), "
+              f"run {plan.run_dir} (dry run: nothing written or started)")
+        for spec in plan.nodes:
+            nice = f", nice {spec.nice}" if spec.nice else ""
+            print(f"# {spec.fully_qualified_name} ({spec.role}{nice}); parameters: "
+                  + ", ".join(f"{k}={v!r}" for k, v in spec.parameters.items()))
+            print(shlex.join(plan.command(spec)))
+        return 0
+    return runner.run()
+
+
+def cmd_estop(args: argparse.Namespace) -> int:
+    from robot_rl.graph import robot_namespaces
+    from robot_rl.runner import call_estop, estop_services, split_list
+
+    if args.timeout <= 0:
+        raise CliError(f"--timeout: expected seconds > 0, got {args.timeout}")
+    ns = split_list(args.namespaces)
+    if ns is not None and args.robots is not None:
+        raise CliError("give either --namespaces or --robots, not both")
+    if args.robots is not None and args.robots < 1:
+        raise CliError(f"--robots: expected >= 1, got {args.robots}")
+    services = None
+    if ns is not None or args.robots is not None:
+        n = args.robots if args.robots is not None else len(ns)
+        services = estop_services(robot_namespaces(n, ns))
+    what = "release" if args.release else "latch"
+    results = call_estop(services, latch=not args.release, timeout=args.timeout)
+    if not results:
+        print(f"robot-rl estop: no safety/estop service found within 2 s (ROS_DOMAIN_ID="
+              f"{os.environ.get('ROS_DOMAIN_ID', '0')}); is the graph running? Name the robots "
+              "with --namespaces or --robots to wait for them", file=sys.stderr)
+        return 1
+    for r in results:
+        state = ("released" if args.release else "LATCHED") if r.ok else "FAILED"
+        print(f"{r.service}: {state} ({r.message})")
+    bad = [r.service for r in results if not r.ok]
+    if bad:
+        print(f"robot-rl estop: could not {what} {len(bad)} of {len(results)} robot(s): "
+              f"{', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -324,15 +403,83 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", "-o", help="PNG path (default RUN_DIR/learning_curve.png)")
     p.set_defaults(func=cmd_plot)
 
+    p = sub.add_parser(
+        "up", help="start the ROS 2 training graph (sim or a lab robot) as processes",
+        description="Start the training graph of robot_rl.graph (the node list the launch "
+        "files use) as one process per node: sim node (sim only), a safety and an actor node "
+        "per robot, replay, learner. Writes RUN_DIR/config.yaml, provenance.json, graph/*.yaml "
+        "(each node's parameters) and logs/*.log; prints progress from /diagnostics every "
+        "couple of seconds. Ctrl-C stops every node (in reverse start order; SIGKILL after "
+        "10 s). A node that exits on its own stops the run with a non-zero status; nothing is "
+        "restarted. RUN_DIR is run.root/run.name (default runs/default).")
+    p.add_argument("graph", choices=("sim", "robot"),
+                   help="sim: PyBullet robots; robot: a lab arm under franka_ros2")
+    _add_config_args(p)
+    p.add_argument("--robots", type=int, metavar="N",
+                   help="number of robots (default: sim.num_robots for sim, 1 for robot)")
+    p.add_argument("--namespaces", metavar="A,B",
+                   help="the robots' namespaces (default: root for one robot, robot_<i>)")
+    p.add_argument("--name", help="run.name (the directory runs/<name>/)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in an existing run directory")
+    p.add_argument("--until-success", type=float, metavar="X",
+                   help="stop once the learner's eval success rate is >= X (0..1)")
+    p.add_argument("--max-env-steps", type=int, metavar="N",
+                   help="stop once the actors made N env steps in total")
+    p.add_argument("--max-time", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--no-learner", action="store_true",
+                   help="collect only: no learner node (e.g. demonstrations)")
+    p.add_argument("--only", metavar="ROLES",
+                   help="start only these roles, e.g. sim,safety (one machine of a graph "
+                   "spread over several on one ROS_DOMAIN_ID)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print each node's command line and parameters; start nothing")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="echo every node's log, each line prefixed with the node's name")
+    p.add_argument("--progress-every", type=float, default=2.0, metavar="S",
+                   help="seconds between progress lines (default 2)")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser(
+        "estop", help="latch (or --release) every robot's e-stop",
+        description="Call each robot's safety/estop service (std_srvs/SetBool) on this "
+        "ROS_DOMAIN_ID. Latching needs no confirmation; the arms brake to zero and stay "
+        "stopped across restarts until released. Without --namespaces/--robots: every "
+        "*/safety/estop service seen within 2 s. Exit status 1 if any robot could not be "
+        "reached within --timeout.")
+    p.add_argument("--release", action="store_true",
+                   help="release the e-stop instead of latching it (explicit on purpose)")
+    p.add_argument("--namespaces", metavar="A,B", help="the robots' namespaces")
+    p.add_argument("--robots", type=int, metavar="N",
+                   help="N robots with the default namespaces (root for 1, robot_<i>)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for every service's answer (default 10)")
+    p.set_defaults(func=cmd_estop)
+
     # Subcommand groups without a subcommand print their help.
     for grp in (p_cfg, p_sim, p_rep):
         grp.set_defaults(func=lambda _a, g=grp: (g.print_help(), 2)[1])
     return parser
 
 
+def parse_args(argv: Sequence[str] | None = None,
+               parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    """Parse a command line; KEY=VALUE overrides may also follow options."""
+    parser = parser or build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # KEY=VALUE after an option following a positional (`up sim --robots 2 a.b=1`): argparse
+        # has already closed the overrides list; they are overrides all the same.
+        if hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv, parser)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

@@ -1,0 +1,174 @@
+"""The runner's ROS-free parts: run planning (refusals, robots, roles), the progress line from
+``/diagnostics`` values, and the ``robot-rl up`` / ``estop`` command lines (dry run, errors)."""
+import shlex
+import sys
+
+import pytest
+
+from robot_rl.cli import main
+from robot_rl.config import load_config
+from robot_rl.graph import build_graph
+from robot_rl.runner import Progress, Runner, config_differences, plan_run
+
+pytestmark = pytest.mark.unit
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def test_plan_refuses_an_existing_run_unless_resumed(tmp_path):
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=a"])
+    plan = plan_run("sim", cfg)
+    assert plan.run_dir == tmp_path / "a" and plan.config_file == tmp_path / "a" / "config.yaml"
+    with pytest.raises(ValueError, match=r"--resume: .*a holds no run to resume"):
+        plan_run("sim", cfg, resume=True)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "replay.zarr").mkdir()
+    with pytest.raises(ValueError) as ei:
+        plan_run("sim", cfg)
+    assert str(ei.value) == (f"run.name: {tmp_path / 'a'} already holds a run (replay.zarr); "
+                             "pick another --name or pass --resume to continue it")
+    assert plan_run("sim", cfg, resume=True).resume
+
+
+def test_plan_robots_namespaces_roles(tmp_path):
+    cfg = load_config(None, [f"run.root={tmp_path}", "sim.num_robots=3"])
+    assert plan_run("sim", cfg).num_robots == 3  # sim: sim.num_robots by default
+    assert plan_run("robot", cfg).num_robots == 1  # robot: one arm by default
+    plan = plan_run("sim", cfg, namespaces=["/l/", "r"])
+    assert plan.num_robots == 2 and plan.cfg.sim.num_robots == 2
+    assert [n.fully_qualified_name for n in plan.nodes][:3] == [
+        "/sim_robot_node", "/l/safety_node", "/l/actor_node"]
+    only = plan_run("sim", cfg, robots=1, roles=["sim", "safety"])
+    assert [n.fully_qualified_name for n in only.nodes] == ["/sim_robot_node", "/safety_node"]
+    for kwargs, message in [
+        (dict(robots=0), "--robots: expected >= 1, got 0"),
+        (dict(robots=3, namespaces=["a"]), "robot namespaces: 1 names for 3 robots"),
+        (dict(namespaces=["robot-0"]), "robot namespace 'robot-0': expected ROS names"),
+        (dict(roles=["critic"]), "--only: unknown roles ['critic']"),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            plan_run("sim", cfg, **kwargs)
+    with pytest.raises(ValueError, match="--only sim: the robot graph has no such node"):
+        plan_run("robot", cfg, roles=["sim"])
+
+
+def test_runner_refuses_stop_conditions_it_cannot_see(tmp_path):
+    plan = plan_run("sim", load_config(None, [f"run.root={tmp_path}"]), learner=False)
+    with pytest.raises(ValueError, match="--until-success: the run has no learner node"):
+        Runner(plan, until_success=0.9)
+    with pytest.raises(ValueError, match=r"--until-success: expected a success rate in \(0, 1\]"):
+        Runner(plan, until_success=90)
+    with pytest.raises(ValueError, match="--max-time: expected seconds > 0"):
+        Runner(plan, max_time=0)
+    only_safety = plan_run("sim", plan.cfg, roles=["safety"])
+    with pytest.raises(ValueError, match="--max-env-steps: the run has no actor node"):
+        Runner(only_safety, max_env_steps=10)
+
+
+def test_config_differences():
+    assert config_differences({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1, "c": 5}, "e": 1}) \
+        == ["a.c", "d", "e"]
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class Clock:
+    t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_progress_line_sums_actors_and_safety_counts():
+    clock = Clock()
+    p = Progress(build_graph("sim", config_file="c.yaml", num_robots=2), clock=clock)
+    assert p.line(0.0) == ("[    0.0 s] env steps - | episodes - | success - | updates - | "
+                           "policy - | replay rows - | safety events - | eval success - | "
+                           "nodes 0/7")
+    assert p.update("/robot_0/actor_node", {"env_steps": "1200", "episodes": "24",
+                                            "success_rate": "0.5"})
+    p.update("/robot_1/actor_node", {"env_steps": 800, "episodes": 16, "success_rate": 0.25})
+    p.update("/robot_0/safety_node: safety", {"count.WATCHDOG": "3", "count.JERK": "2",
+                                              "count.none": "99", "estop_latched": "false"})
+    p.update("/robot_1/safety_node: safety", {"count.WATCHDOG": "1", "estop_latched": "true"})
+    p.update("/learner_node", {"updates": "5000", "updates_per_s": "123.4",
+                               "policy_version": "7", "eval_success_rate": "0.92"})
+    p.update("/replay_node", {"rows": "2000"})
+    assert not p.update("/other_graph/actor_node", {"env_steps": "1"})  # not ours: ignored
+    s = p.summary()
+    assert s["env_steps"] == 2000 and s["episodes"] == 40 and s["success_rate"] == 0.375
+    assert s["safety_events"] == 6 and s["estop_latched"] == ["/robot_1/safety_node"]
+    assert s["silent"] == ["/sim_robot_node"]
+    assert p.line(12.34) == (
+        "[   12.3 s] env steps 2,000 | episodes 40 | success 38% | updates 5,000 (123.4/s) | "
+        "policy v7 | replay rows 2,000 | safety events 6 | eval success 92% | nodes 6/7 | "
+        "E-STOP LATCHED: /robot_1/safety_node")
+    clock.t += 6.0  # every status older than stale_after: nobody is reporting
+    assert p.summary()["reporting"] == 0
+
+
+def test_progress_ignores_malformed_values_and_derives_updates_per_s():
+    clock = Clock()
+    p = Progress(build_graph("sim", config_file="c.yaml"), clock=clock)
+    p.update("/actor_node", {"env_steps": "lots", "episodes": "nan", "success_rate": None},
+             level=b"\x01")
+    p.update("/safety_node: safety", {"count.ESTOP": "x"}, level="bad")
+    p.update("/learner_node", {"updates": "100"})
+    s = p.summary()
+    assert s["env_steps"] is None and s["episodes"] is None and s["safety_events"] is None
+    assert s["updates_per_s"] is None
+    clock.t += 2.0
+    p.update("/learner_node", {"updates": "300"})
+    assert p.summary()["updates_per_s"] == 100.0
+    assert "updates 300 (100.0/s)" in p.line(1.0)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_up_dry_run_prints_every_command_and_writes_nothing(capsys, tmp_path):
+    assert main(["up", "sim", "--robots", "2", "--dry-run", "--name", "d",
+                 f"run.root={tmp_path}", "task.reward=sparse"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == (f"# robot-rl up sim: 7 nodes, 2 robot(s), run {tmp_path / 'd'} "
+                      "(dry run: nothing written or started)")
+    commands = [shlex.split(line) for line in out if not line.startswith("#")]
+    assert len(commands) == 7
+    assert commands[1] == [sys.executable, "-m", "robot_rl.ros_nodes.safety_node", "--ros-args",
+                           "-r", "__node:=safety_node", "-r", "__ns:=/robot_0", "--params-file",
+                           str(tmp_path / "d" / "graph" / "robot_0_safety_node.yaml")]
+    assert "# /learner_node (learner, nice 10); parameters: " in "\n".join(out)
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["up", "lab"], "invalid choice: 'lab'"),
+    (["up", "sim", "--robots", "2", "--namespaces", "a"], "robot namespaces: 1 names for 2"),
+    (["up", "sim", "--until-success", "1.5"], "--until-success: expected a success rate"),
+    (["up", "sim", "--no-learner", "--until-success", "0.9"], "the run has no learner node"),
+    (["up", "sim", "--only", "sim,critic"], "--only: unknown roles ['critic']"),
+    (["up", "sim", "sim.substeps=0"], "sim.substeps: Input should be greater than or equal"),
+    (["up", "sim", "--max-env-steps", "0"], "--max-env-steps: expected >= 1, got 0"),
+    (["estop", "--robots", "2", "--namespaces", "a,b"], "give either --namespaces or --robots"),
+    (["estop", "--robots", "0"], "--robots: expected >= 1, got 0"),
+    (["estop", "--timeout", "0"], "--timeout: expected seconds > 0"),
+])
+def test_up_and_estop_errors_exit_2_naming_the_argument(capsys, argv, message):
+    argv = [*argv, "--dry-run"] if argv[0] == "up" else argv
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_up_refuses_an_existing_run(capsys, tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("{}\n")
+    assert main(["up", "sim", "--dry-run", f"run.root={tmp_path}", "run.name=r"]) == 2
+    assert "already holds a run (config.yaml); pick another --name or pass --resume" \
+        in capsys.readouterr().err
+    assert main(["up", "sim", "--dry-run", "--resume", f"run.root={tmp_path}", "run.name=r"]) == 0
