@@ -1,0 +1,660 @@
+"""learner_node: trains from the replay store and publishes the policy (DESIGN §2, §4, §8).
+
+One per graph, in the root namespace. The learning is :mod:`robot_rl.agents` (the same
+``Learner``, ``ReplayMirror``/``ReplaySampler``, ``UpdateSchedule`` and checkpoints as the
+in-process trainer, :mod:`robot_rl.agents.trainer`); this node only tails the store, paces the
+updates, and turns the results into messages and files.
+
+* **Store.** ``<run_dir>/replay.zarr`` is written by the replay node (another process). Until it
+  exists (and holds a commit marker) the node waits and says so once. It is tailed through a
+  :class:`~robot_rl.replay.ReplayMirror` (refreshed every ``refresh_s``, at most
+  ``refresh_rows`` rows per tick so a large backlog does not stall the node) and sampled by a
+  :class:`~robot_rl.replay.ReplaySampler` configured exactly as the trainer configures it
+  (``agent.demo_fraction`` / ``agent.demo_sampling``, ``agent.n_step``, ``replay.prioritized``
+  and the PER settings). A store created for another observation/action spec is refused.
+* **Pacing.** *env steps* are the store's policy rows (``source=policy``). As in the trainer,
+  after ``n`` env steps the learner has done ``floor((n - agent.warmup_steps) * agent.utd_ratio)``
+  updates (:class:`~robot_rl.agents.schedule.UpdateSchedule`), and none before the mirror holds a
+  batch (``agent.batch_size`` rows). Demo rows are sampled but, as in the trainer, do not earn
+  updates. The updates run in slices of at most ``slice_s`` seconds on a timer, so the node
+  stays responsive (diagnostics, Ctrl-C) whatever the backlog. PER priorities are updated after
+  every step, as in the trainer. ``total_updates`` > 0 stops training there (the node stays up,
+  so its latched policy stays available).
+* **Policy.** Every ``publish_every`` updates the actor is exported
+  (:func:`~robot_rl.agents.checkpoint.export_policy`) and published as ``PolicyWeights`` on
+  ``policy_topic`` (reliable, transient_local, depth 1: a late or restarted actor gets the newest
+  at once). Its ``version`` rises strictly across restarts and crashes: the new version is
+  written to ``<run_dir>/learner/policy_version.json`` (atomic, fsync) *before* the message
+  leaves, and a starting node continues above the largest of that file, the checkpoint's and
+  ``policy.safetensors``'s version. Each publication also rewrites ``<run_dir>/policy.safetensors``
+  (the same blob). After a resume the restored policy is published at once.
+* **Checkpoints.** ``<run_dir>/checkpoints/ckpt_<updates:09d>.safetensors`` (+ ``.json``):
+  learner, sampler state, and ``extra`` = updates, version, rows/env steps/demo rows mirrored,
+  the resolved config (so ``robot-rl eval`` reads it like a trainer checkpoint). Written every
+  ``checkpoint_every_s`` seconds when there are new updates, and on shutdown (SIGINT/SIGTERM ->
+  ``destroy_node``); the newest ``keep_checkpoints`` are kept. On start the newest readable
+  checkpoint is resumed (a damaged one is skipped with a warning); one written for another
+  architecture stops the node (exit 2) naming each differing field.
+* **Evaluation** (``eval_in_sim``, DESIGN §8): every ``run.eval_every`` env steps the deterministic
+  policy (a snapshot of the exported actor) runs ``run.eval_episodes`` episodes seeded
+  ``run.eval_seed + i`` in the node's own :class:`~robot_rl.sim.env.PandaEnv` -- the trainer's
+  :func:`~robot_rl.agents.trainer.evaluate`, one episode per timer tick. Rows go to
+  ``<run_dir>/eval.csv`` (the trainer's columns) and TensorBoard. pybullet is imported only then.
+* **Logs.** TensorBoard scalars in ``<run_dir>/tb`` (``train/*`` losses, updates/s, version,
+  rows; ``eval/*``; step = env steps, as in the trainer), a progress line every ``log_every_s``,
+  ``/diagnostics`` once a second (updates, updates_per_s, policy_version, rows, demo_rows,
+  env_steps, eval_success_rate, eval_env_steps, checkpoint, state), and
+  ``<run_dir>/learner/provenance.json`` (git commit, packages, machine, device, threads,
+  resumed checkpoint, resolved learner config).
+* **Beside actors.** ``agent.torch_threads`` unset means 1 thread here; the node raises its own
+  niceness to ``nice`` (default 10; never lowers it); device ``agent.device`` (auto: CUDA when
+  present).
+
+Nothing is pickled; ``torch.load`` is never used (safetensors + JSON only).
+"""
+from __future__ import annotations
+
+import array
+import errno
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+
+from robot_rl.config import ConfigError
+from robot_rl.graph import DIAGNOSTICS_TOPIC, POLICY_TOPIC
+from robot_rl.ros_nodes.common import LATCHED_QOS, run_node, status_message
+from robot_rl.ros_nodes.params import declare_config
+from robot_rl_interfaces.msg import PolicyWeights
+
+#: Node parameters besides the robot_rl config: name -> (default, description).
+PARAMETERS: dict[str, tuple[Any, str]] = {
+    "run_dir": ("", "run directory (replay.zarr, checkpoints/, tb/, eval.csv); "
+                    "'' = run.root/run.name"),
+    "policy_topic": (POLICY_TOPIC, "PolicyWeights topic (latched)"),
+    "diagnostics_topic": (DIAGNOSTICS_TOPIC, "diagnostic_msgs/DiagnosticArray, 1 Hz"),
+    "publish_every": (200, "updates between PolicyWeights publications"),
+    "checkpoint_every_s": (60.0, "seconds between checkpoints (when there are new updates)"),
+    "keep_checkpoints": (5, "newest checkpoints kept (0: keep all)"),
+    "eval_in_sim": (False, "evaluate the deterministic policy in the node's own PyBullet env every "
+                           "run.eval_every env steps (DESIGN 8)"),
+    "total_updates": (0, "stop training after this many updates (0: unlimited)"),
+    "nice": (10, "raise this process's niceness to this value at start (never lowered)"),
+    "slice_s": (0.05, "longest run of updates between two executor turns (s)"),
+    "refresh_s": (0.1, "how often the store is tailed for new rows (s)"),
+    "refresh_rows": (65536, "most store rows mirrored per timer tick"),
+    "log_every_s": (10.0, "seconds between progress lines (and TensorBoard train scalars)"),
+}
+
+VERSION_FILE = "policy_version.json"
+
+
+def read_version_file(path: Path) -> tuple[int, str | None]:
+    """``(version, problem)``: the persisted policy version (0 if missing), and what was wrong
+    with the file if it could not be read."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return 0, None
+    except (OSError, ValueError) as e:
+        return 0, f"unreadable ({e})"
+    v = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(v, int) or v < 0:
+        return 0, f"no non-negative integer 'version' in {data!r}"
+    return v, None
+
+
+def policy_file_version(path: Path) -> int:
+    """The ``version`` in the metadata of a policy export (0 if missing or unreadable)."""
+    from robot_rl.agents.checkpoint import _safetensors_metadata
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return 0
+            n = int.from_bytes(head, "little")
+            meta = _safetensors_metadata(head + f.read(n))
+        return int(meta.get("version", 0))
+    except (OSError, ValueError):
+        return 0
+
+
+class LearnerNode(Node):
+    def __init__(self, **kwargs):
+        super().__init__("learner_node", **kwargs)
+        self.cfg = cfg = declare_config(self, ("robot", "task", "sim", "agent", "replay", "run"))
+        p = {}
+        for name, (default, doc) in PARAMETERS.items():
+            d = ParameterDescriptor(description=doc, dynamic_typing=True)
+            p[name] = self.declare_parameter(name, default, d).value
+        self.params = p = self._check_params(p)
+        log = self.get_logger()
+        self.t_start = time.time()
+
+        # -- process: priority, threads, device ---------------------------------------------
+        self._renice(p["nice"])
+
+        from robot_rl.actions import ActionMapper
+        from robot_rl.agents.checkpoint import policy_architecture
+        from robot_rl.agents.config import config_hash, learner_config
+        from robot_rl.agents.learning import Learner
+        from robot_rl.agents.networks import resolve_device, set_torch_threads
+        from robot_rl.agents.schedule import UpdateSchedule
+        from robot_rl.tasks import make_task
+
+        agent = cfg.agent
+        try:
+            self.threads = set_torch_threads(agent.torch_threads or 1)
+            self.device = resolve_device(agent.device)
+            self.sched = UpdateSchedule(agent.utd_ratio, agent.warmup_steps)
+            self.obs_spec = make_task(cfg.task, cfg.robot).observation_spec
+            self.act_spec = ActionMapper(cfg.task, cfg.robot).spec
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        self.lcfg = learner_config(agent, cfg.replay)
+        self.learner = Learner(self.lcfg, self.obs_spec.dim, self.act_spec.dim,
+                               action_low=self.act_spec.low.astype(np.float32),
+                               action_high=self.act_spec.high.astype(np.float32),
+                               device=self.device, seed=cfg.run.seed)
+        #: what export_policy puts in its metadata, and what actors check (load_policy)
+        self.config_hash = config_hash(policy_architecture(self.learner))
+
+        # -- files ---------------------------------------------------------------------------
+        self.run_dir = Path(p["run_dir"] or cfg.run.run_dir).expanduser()
+        self.store_path = self.run_dir / "replay.zarr"
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.learner_dir = self.run_dir / "learner"
+        self.version_path = self.learner_dir / VERSION_FILE
+        self.policy_path = self.run_dir / "policy.safetensors"
+        try:
+            self.learner_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"run_dir: cannot create {self.learner_dir} ({e})") from None
+        self.checkpoint = self._pick_checkpoint()  # architecture checked here, loaded later
+        persisted, problem = read_version_file(self.version_path)
+        if problem:
+            log.warning(f"{self.version_path}: {problem}; continuing above the checkpoint's and "
+                        f"{self.policy_path.name}'s versions")
+        self.version = max(persisted, policy_file_version(self.policy_path),
+                           self._checkpoint_meta.get("extra", {}).get("version", 0)
+                           if self.checkpoint else 0)
+        self.published_version: int | None = None
+
+        # -- ROS -----------------------------------------------------------------------------
+        self.policy_pub = self.create_publisher(PolicyWeights, p["policy_topic"], LATCHED_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
+
+        from robot_rl.agents.tblog import EventWriter
+
+        self.tb = EventWriter(self.run_dir / "tb")
+        self.eval_env = None
+        self.eval_csv = None
+        if p["eval_in_sim"]:
+            from robot_rl.agents.trainer import EVAL_FIELDS, _Csv
+            from robot_rl.sim.env import PandaEnv  # pybullet: only when evaluating here
+
+            self.eval_env = PandaEnv(cfg)
+            self.eval_csv = _Csv(self.run_dir / "eval.csv", EVAL_FIELDS)
+
+        # -- state ---------------------------------------------------------------------------
+        self.sampler = None  # set once the store is open
+        self.state = "waiting for store"
+        self.ready = False  # learner state is valid (fresh, or resumed): checkpoints allowed
+        self.last_ckpt: Path | None = self.checkpoint
+        self.last_ckpt_updates: int | None = None
+        self.last_ckpt_time = time.monotonic()
+        self.last_publish_updates = 0
+        self.next_publish = p["publish_every"]
+        self.next_eval: int | None = None
+        self.last_eval: dict[str, Any] | None = None
+        self._eval_run: dict[str, Any] | None = None
+        self.last_metrics: dict[str, Any] = {}
+        self._waiting_logged: str | None = None
+        self._next_open_try = 0.0
+        self._next_refresh = 0.0
+        self._diag_mark = (time.monotonic(), 0)
+        self.updates_per_s = 0.0
+        self._log_mark = (time.monotonic(), 0)
+        self._next_log = time.monotonic() + p["log_every_s"]
+        self._done_logged = False
+
+        self.create_timer(0.01, self.on_tick)
+        self.create_timer(1.0, self.publish_diagnostics)
+        log.info(
+            f"learner node: algo={agent.algo} hidden={list(self.lcfg.hidden)} "
+            f"batch={self.lcfg.batch_size} utd={agent.utd_ratio} warmup={agent.warmup_steps} "
+            f"device={self.device} threads={self.threads} run_dir={self.run_dir} "
+            f"publish_every={p['publish_every']} checkpoint_every_s={p['checkpoint_every_s']:g} "
+            f"eval_in_sim={p['eval_in_sim']} policy_topic={p['policy_topic']} "
+            f"version={self.version}")
+        self._try_open_store()
+
+    # ------------------------------------------------------------------ set-up helpers
+
+    @staticmethod
+    def _check_params(p: dict[str, Any]) -> dict[str, Any]:
+        def num(name: str, kind: type, low: float, strict: bool = False) -> Any:
+            v = p[name]
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if ok and kind is int:
+                ok = float(v).is_integer()
+            if ok:
+                v = kind(v)
+                ok = v > low if strict else v >= low
+            if not ok:
+                rel = ">" if strict else ">="
+                raise ConfigError(f"{name}: expected {'an integer' if kind is int else 'a number'}"
+                                  f" {rel} {low:g}, got {p[name]!r}")
+            return v
+
+        out = dict(p)
+        out["publish_every"] = num("publish_every", int, 1)
+        out["checkpoint_every_s"] = num("checkpoint_every_s", float, 0, strict=True)
+        out["keep_checkpoints"] = num("keep_checkpoints", int, 0)
+        out["total_updates"] = num("total_updates", int, 0)
+        out["nice"] = num("nice", int, -20)
+        out["slice_s"] = num("slice_s", float, 0, strict=True)
+        out["refresh_s"] = num("refresh_s", float, 0)
+        out["refresh_rows"] = num("refresh_rows", int, 1)
+        out["log_every_s"] = num("log_every_s", float, 0, strict=True)
+        for name in ("run_dir", "policy_topic", "diagnostics_topic"):
+            if not isinstance(p[name], str):
+                raise ConfigError(f"{name}: expected a string, got {p[name]!r}")
+        for name in ("policy_topic", "diagnostics_topic"):
+            if not p[name]:
+                raise ConfigError(f"{name}: expected a topic name, got ''")
+        if not isinstance(p["eval_in_sim"], bool):
+            raise ConfigError(f"eval_in_sim: expected true or false, got {p['eval_in_sim']!r}")
+        return out
+
+    def _renice(self, target: int) -> None:
+        log = self.get_logger()
+        try:
+            cur = os.nice(0)
+            if target > cur:
+                new = os.nice(target - cur)
+                log.info(f"niceness {cur} -> {new} (nice={target}: below the control loop)")
+            else:
+                log.info(f"niceness {cur} kept (nice={target} would not lower the priority)")
+        except OSError as e:
+            if e.errno != errno.EPERM:
+                raise
+            log.warning(f"cannot change niceness to {target}: {e}")
+
+    def _pick_checkpoint(self) -> Path | None:
+        """The newest checkpoint whose sidecar reads (its architecture must match ours)."""
+        from robot_rl.agents.checkpoint import architecture_difference
+
+        self._checkpoint_meta: dict[str, Any] = {}
+        found = sorted(p for p in self.ckpt_dir.glob("ckpt_*.safetensors")
+                       if p.with_suffix(".json").exists())
+        for path in reversed(found):
+            try:
+                meta = json.loads(path.with_suffix(".json").read_text())
+                arch = meta["architecture"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                self.get_logger().warning(f"checkpoint {path}: sidecar unreadable ({e}); trying "
+                                          "an older one")
+                continue
+            diff = architecture_difference(arch, self.learner.architecture())
+            if diff:
+                raise ConfigError(
+                    f"checkpoint {path} was written for another architecture (agent.* / task.* "
+                    "parameters differ from the run that wrote it); use its settings or a new "
+                    "run_dir:\n  " + "\n  ".join(diff))
+            self._checkpoint_meta = meta
+            return path
+        return None
+
+    def _try_open_store(self) -> bool:
+        """Open the store if it is there (else log once and wait); resume; start training."""
+        from robot_rl.replay import ReplayMirror, ReplaySampler, StoreError
+
+        now = time.monotonic()
+        if now < self._next_open_try:
+            return False
+        self._next_open_try = now + 0.5
+        try:
+            mirror = ReplayMirror(self.store_path, self.cfg.replay.capacity)
+            mirror.reader.commit()
+        except (StoreError, ValueError, KeyError, OSError) as e:  # not there (yet), or half made
+            msg = str(e)
+            if self._waiting_logged != msg:
+                self.get_logger().info(f"waiting for the replay store {self.store_path} ({msg})")
+                self._waiting_logged = msg
+            return False
+        try:
+            mirror.reader.layout.check_matches(self.obs_spec, self.act_spec, str(self.store_path))
+        except StoreError as e:
+            raise ConfigError(f"task/robot: {e}") from None
+        agent = self.cfg.agent
+        demo_fraction = None if agent.demo_sampling == "union" else agent.demo_fraction
+        self.sampler = ReplaySampler(mirror, gamma=agent.gamma, n_step=agent.n_step,
+                                     demo_fraction=demo_fraction, config=self.cfg.replay,
+                                     seed=self.cfg.run.seed + 3)
+        self.mirror = mirror
+        if self.checkpoint is not None:
+            self._resume()
+        self.ready = True
+        self.sched.done = self.learner.num_steps
+        self.last_ckpt_updates = self.learner.num_steps if self.checkpoint else None
+        self.last_publish_updates = self.learner.num_steps
+        pe = self.params["publish_every"]
+        self.next_publish = (self.learner.num_steps // pe + 1) * pe
+        ev = self.cfg.run.eval_every
+        self.next_eval = (self.env_steps // ev + 1) * ev
+        self._log_mark = (time.monotonic(), self.learner.num_steps)
+        self._diag_mark = self._log_mark
+        self.state = "warm-up"
+        self._write_provenance()
+        self.get_logger().info(
+            f"replay store {self.store_path}: {mirror.reader.commit().length} rows committed; "
+            f"training from {self.learner.num_steps} updates")
+        if self.checkpoint is not None:
+            self.publish_policy("resume")
+        return True
+
+    def _resume(self) -> None:
+        from robot_rl.agents.checkpoint import CheckpointMismatchError, load_checkpoint
+
+        path = self.checkpoint
+        try:
+            meta = load_checkpoint(path, self.learner, sampler=self.sampler)
+        except CheckpointMismatchError as e:
+            raise ConfigError(f"run_dir: {e}") from None
+        except ValueError as e:
+            raise ConfigError(f"run_dir: cannot resume from {path} with the store "
+                              f"{self.store_path}: {e}") from None
+        ex = meta.get("extra", {})
+        self.version = max(self.version, int(ex.get("version", 0)))
+        self.get_logger().info(
+            f"resumed from {path} at {self.learner.num_steps} updates, {self.mirror.mirrored} "
+            f"rows ({self.env_steps} env steps, {self.mirror.n_demo} demo rows); policy "
+            f"version continues above {self.version}")
+
+    def _write_provenance(self) -> None:
+        from robot_rl import provenance as prov
+        from robot_rl.agents.checkpoint import write_atomic
+
+        data = {**prov.provenance(), "command": sys.argv,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(self.t_start)),
+                "node": self.get_fully_qualified_name(), "torch_threads": self.threads,
+                "device": str(self.device), "niceness": os.nice(0),
+                "resumed_from": str(self.checkpoint) if self.checkpoint else None,
+                "learner": self.lcfg.to_dict(), "params": self.params,
+                "config": self.cfg.model_dump(mode="json")}
+        try:
+            write_atomic(self.learner_dir / "provenance.json",
+                         json.dumps(data, indent=1, default=str).encode(), fsync=False)
+        except OSError as e:
+            self.get_logger().warning(f"cannot write provenance.json: {e}")
+
+    # ------------------------------------------------------------------ counters
+
+    @property
+    def env_steps(self) -> int:
+        """Policy rows mirrored so far (the trainer's env steps)."""
+        return self.mirror.online_seen if self.sampler is not None else 0
+
+    def _updates_left(self) -> int:
+        total = self.params["total_updates"]
+        left = self.sched.target(self.env_steps) - self.sched.done
+        if total:
+            left = min(left, total - self.learner.num_steps)
+        if len(self.mirror) < self.lcfg.batch_size:
+            return 0
+        return max(0, left)
+
+    # ------------------------------------------------------------------ the loop
+
+    def on_tick(self) -> None:
+        if self.sampler is None:
+            self._try_open_store()
+            return
+        now = time.monotonic()
+        if now >= self._next_refresh:
+            self._next_refresh = now + self.params["refresh_s"]
+            length = self.mirror.reader.commit().length
+            if length > self.mirror.mirrored:
+                self.sampler.refresh(min(length, self.mirror.mirrored
+                                         + self.params["refresh_rows"]))
+        if self._eval_run is not None:
+            self._eval_episode()
+        elif self.eval_env is not None and self.env_steps >= self.next_eval:
+            self._start_eval()
+        self._train_slice()
+        now = time.monotonic()
+        if (now - self.last_ckpt_time >= self.params["checkpoint_every_s"]
+                and self.learner.num_steps != self.last_ckpt_updates):
+            self.save_checkpoint()
+        if now >= self._next_log:
+            self._log_progress(now)
+
+    def _train_slice(self) -> None:
+        left = self._updates_left()
+        total = self.params["total_updates"]
+        if left <= 0:
+            if total and self.learner.num_steps >= total:
+                if not self._done_logged:
+                    self._done_logged = True
+                    self.state = "done"
+                    if self.learner.num_steps != self.last_publish_updates:
+                        self.publish_policy("total_updates")
+                    self.save_checkpoint()
+                    self.get_logger().info(f"reached total_updates={total}: training stopped; "
+                                           "the policy stays published")
+            elif self.learner.num_steps > 0 or self.sched.target(self.env_steps) > 0:
+                self.state = "training"
+            return
+        self.state = "training"
+        learner, sampler = self.learner, self.sampler
+        B = self.lcfg.batch_size
+        on_cpu = self.device.type == "cpu"
+        prioritized = sampler.prioritized
+        deadline = time.perf_counter() + self.params["slice_s"]
+        while left > 0:
+            batch = sampler.sample(B)
+            self.last_metrics = learner.step(batch if on_cpu else batch.to(self.device, True))
+            if prioritized:
+                sampler.update_priorities(batch.indices, learner.last_priorities.cpu(),
+                                          rows=batch.rows)
+            self.sched.done += 1
+            left -= 1
+            if learner.num_steps >= self.next_publish:
+                self.publish_policy()
+                pe = self.params["publish_every"]
+                self.next_publish = (learner.num_steps // pe + 1) * pe
+            if time.perf_counter() >= deadline:
+                break
+
+    # ------------------------------------------------------------------ policy
+
+    def _persist_version(self, version: int) -> None:
+        from robot_rl.agents.checkpoint import write_atomic
+
+        body = {"version": version, "updates": self.learner.num_steps, "time": time.time()}
+        write_atomic(self.version_path, (json.dumps(body) + "\n").encode(), fsync=True)
+
+    def publish_policy(self, why: str = "") -> int:
+        """Export, persist the next version, then write policy.safetensors and publish."""
+        from robot_rl.agents.checkpoint import export_policy, write_atomic
+
+        version = self.version + 1
+        self._persist_version(version)  # first: a crash after this never reuses the number
+        self.version = version
+        blob = export_policy(self.learner, version=version)
+        write_atomic(self.policy_path, blob, fsync=self.cfg.replay.fsync)
+        msg = PolicyWeights(version=version, config_hash=self.config_hash,
+                            safetensors=array.array("B", blob), stamp_ns=time.time_ns())
+        try:
+            self.policy_pub.publish(msg)
+        except Exception as e:  # noqa: BLE001 - at shutdown the context may be gone already
+            self.get_logger().warning(f"policy version {version} not published ({e}); it is in "
+                                      f"{self.policy_path}")
+        else:
+            self.published_version = version
+        self.last_publish_updates = self.learner.num_steps
+        if why:
+            self.get_logger().info(f"published policy version {version} ({why}) at "
+                                   f"{self.learner.num_steps} updates, {len(blob)} bytes")
+        return version
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save_checkpoint(self, final: bool = False) -> Path | None:
+        from robot_rl.agents.checkpoint import save_checkpoint
+
+        self.last_ckpt_time = time.monotonic()
+        n = self.learner.num_steps
+        if not self.ready or n == self.last_ckpt_updates or (n == 0 and self.last_ckpt is None):
+            return None
+        path = self.ckpt_dir / f"ckpt_{n:09d}.safetensors"
+        extra = {"updates": n, "updates_done": self.sched.done, "version": self.version,
+                 "rows": self.mirror.mirrored, "env_steps": self.env_steps,
+                 "demo_rows": self.mirror.n_demo, "node": "learner_node",
+                 "config": self.cfg.model_dump(mode="json")}
+        t0 = time.perf_counter()
+        save_checkpoint(path, self.learner, sampler=self.sampler, extra=extra,
+                        fsync=self.cfg.replay.fsync)
+        self.last_ckpt, self.last_ckpt_updates = path, n
+        self.get_logger().info(f"{'final ' if final else ''}checkpoint {path} ({n} updates, "
+                               f"version {self.version}, {self.mirror.mirrored} rows) "
+                               f"[{time.perf_counter() - t0:.2f} s]")
+        self._prune_checkpoints(keep=path)
+        return path
+
+    def _prune_checkpoints(self, keep: Path) -> None:
+        k = self.params["keep_checkpoints"]
+        if not k:
+            return
+        found = sorted(self.ckpt_dir.glob("ckpt_*.safetensors"))
+        for old in found[:-k]:
+            if old == keep:
+                continue
+            for f in (old.with_suffix(".json"), old):  # sidecar first: never a lone sidecar
+                try:
+                    f.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    self.get_logger().warning(f"cannot remove old checkpoint {f}: {e}")
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _start_eval(self) -> None:
+        from robot_rl.agents.checkpoint import export_policy, load_policy
+
+        run = self.cfg.run
+        self._eval_run = {"policy": load_policy(export_policy(self.learner, self.version)),
+                          "env_steps": self.env_steps, "updates": self.learner.num_steps,
+                          "results": [], "t0": time.perf_counter()}
+        self.next_eval = (self.env_steps // run.eval_every + 1) * run.eval_every
+
+    def _eval_episode(self) -> None:
+        from robot_rl.agents.trainer import evaluate
+
+        run, ev = self.cfg.run, self._eval_run
+        i = len(ev["results"])
+        ev["results"].append(evaluate(ev["policy"], self.eval_env, 1, run.eval_seed + i))
+        if len(ev["results"]) < run.eval_episodes:
+            return
+        self._eval_run = None
+        res = ev["results"]
+        success = float(np.mean([r.success_rate for r in res]))
+        ret = float(np.mean([r.mean_return for r in res]))
+        dist = float(np.mean([r.mean_final_distance for r in res]))
+        row = {"env_steps": ev["env_steps"], "updates": ev["updates"],
+               "wall_s": round(time.time() - self.t_start, 2), "success_rate": success,
+               "mean_return": ret, "mean_final_distance": dist, "episodes": len(res),
+               "first_seed": run.eval_seed}
+        self.eval_csv.row(row)
+        self.tb.scalars(ev["env_steps"], {"eval/success_rate": success, "eval/mean_return": ret,
+                                          "eval/final_distance": dist})
+        self.tb.flush()
+        self.last_eval = row
+        self.get_logger().info(
+            f"eval @ {ev['env_steps']} env steps ({ev['updates']} updates): success "
+            f"{success:.0%} ({len(res)} episodes, seeds {run.eval_seed}.."
+            f"{run.eval_seed + len(res) - 1}), return {ret:.2f}, final distance {dist:.3f} m "
+            f"[{time.perf_counter() - ev['t0']:.1f} s]")
+
+    # ------------------------------------------------------------------ logging
+
+    def _log_progress(self, now: float) -> None:
+        self._next_log = now + self.params["log_every_s"]
+        if self.sampler is None:
+            return
+        t, n = self._log_mark
+        rate = (self.learner.num_steps - n) / max(now - t, 1e-9)
+        self._log_mark = (now, self.learner.num_steps)
+        scalars = {"train/updates": self.learner.num_steps, "train/updates_per_s": rate,
+                   "train/policy_version": self.version, "train/rows": self.mirror.mirrored,
+                   "train/demo_rows": self.mirror.n_demo}
+        losses = {k: float(v) for k, v in self.last_metrics.items() if k != "actor_updated"}
+        scalars.update({f"train/{k}": v for k, v in losses.items()})
+        self.tb.scalars(self.env_steps, scalars)
+        self.tb.flush()
+        loss_s = f" | critic {losses['critic_loss']:.4f}" if "critic_loss" in losses else ""
+        self.get_logger().info(
+            f"{self.state} | updates {self.learner.num_steps} ({rate:.0f}/s, target "
+            f"{self.sched.target(self.env_steps)}) | rows {self.mirror.mirrored} (env steps "
+            f"{self.env_steps}, demo {self.mirror.n_demo}) | version {self.version}{loss_s}")
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        t, n = self._diag_mark
+        self.updates_per_s = (self.learner.num_steps - n) / max(now - t, 1e-9)
+        self._diag_mark = (now, self.learner.num_steps)
+        ev = self.last_eval or {}
+        values = {
+            "state": self.state,
+            "updates": self.learner.num_steps,
+            "updates_per_s": f"{self.updates_per_s:.1f}",
+            "update_target": self.sched.target(self.env_steps) if self.sampler else 0,
+            "policy_version": self.published_version if self.published_version else "",
+            "rows": self.mirror.mirrored if self.sampler else 0,
+            "demo_rows": self.mirror.n_demo if self.sampler else 0,
+            "env_steps": self.env_steps,
+            "eval_success_rate": ev.get("success_rate", ""),
+            "eval_env_steps": ev.get("env_steps", ""),
+            "checkpoint": str(self.last_ckpt) if self.last_ckpt else "",
+            "device": str(self.device),
+            "torch_threads": self.threads,
+        }
+        level = "warn" if self.sampler is None else "ok"
+        self.diag_pub.publish(status_message(self, level, self.state, values))
+
+    # ------------------------------------------------------------------ shutdown
+
+    def destroy_node(self) -> None:
+        """Final checkpoint (and the matching policy.safetensors) before the node goes."""
+        try:
+            if self.ready and self.learner.num_steps != self.last_ckpt_updates:
+                if self.learner.num_steps != self.last_publish_updates:
+                    self.publish_policy("final")
+                self.save_checkpoint(final=True)
+        except Exception as e:  # noqa: BLE001 - say so, and still release everything
+            self.get_logger().error(f"final checkpoint failed: {type(e).__name__}: {e}")
+        finally:
+            self.tb.close()
+            if self.eval_csv is not None:
+                self.eval_csv.close()
+            if self.eval_env is not None:
+                self.eval_env.close()
+            super().destroy_node()
+
+
+def main(args=None) -> int:
+    return run_node(LearnerNode, "learner_node", args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,275 @@
+"""learner_node as a real process over real DDS, tailing a real zarr store on disk.
+
+The test process plays the replay node: it writes the store with :class:`ReplayWriter`
+(random reach transitions with the task's specs) while the learner runs. Checked: waiting for a
+store that does not exist yet, the update-to-data ratio as rows arrive, PolicyWeights (strictly
+rising versions, loadable blobs, latched for a late subscriber), resume after SIGKILL with
+versions above everything published before the kill, the final checkpoint on SIGINT, the
+evaluation in the node's own PyBullet env, and the refusal of another architecture's checkpoint.
+
+Small nets and batches keep the updates cheap: one learner process trains a few hundred updates
+a second here on one thread.
+"""
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+
+from robot_rl.actions import ActionMapper
+from robot_rl.agents.checkpoint import load_policy
+from robot_rl.config import load_config
+from robot_rl.replay import ReplayWriter
+from robot_rl.ros_nodes.common import LATCHED_QOS
+from robot_rl.tasks import make_task
+from robot_rl_interfaces.msg import PolicyWeights
+
+LEARNER = str(Path(sys.executable).parent / "learner_node")
+WARMUP = 100
+EPISODE = 50
+CFG = load_config(None)
+OBS_SPEC = make_task(CFG.task, CFG.robot).observation_spec
+ACT_SPEC = ActionMapper(CFG.task, CFG.robot).spec
+
+
+def _args(run_dir: Path, **extra) -> list[str]:
+    params = {"run_dir": str(run_dir), "agent.hidden": "[32,32]", "agent.batch_size": 32,
+              "agent.warmup_steps": WARMUP, "agent.utd_ratio": 1.0, "agent.device": "cpu",
+              "publish_every": 50, "checkpoint_every_s": 1000, "log_every_s": 2, "nice": 0,
+              **extra}
+    out = [LEARNER, "--ros-args"]
+    for k, v in params.items():
+        out += ["-p", f"{k}:={str(v).lower() if isinstance(v, bool) else v}"]
+    return out
+
+
+class Store:
+    """The test's replay writer: random reach transitions, episodes of 50 steps, source=policy."""
+
+    def __init__(self, path: Path):
+        self.writer = ReplayWriter(path, OBS_SPEC, ACT_SPEC, CFG.replay)
+        self.rng = np.random.default_rng(0)
+        self.seq = 0
+
+    def append(self, n: int) -> int:
+        low, high = OBS_SPEC.low, OBS_SPEC.high
+        for _ in range(n):
+            ep, t = divmod(self.seq, EPISODE)
+            obs = self.rng.uniform(low, high).astype(np.float32)
+            nobs = self.rng.uniform(low, high).astype(np.float32)
+            act = self.rng.uniform(-1, 1, ACT_SPEC.dim).astype(np.float32)
+            self.writer.append(observation=obs, action=act, next_observation=nobs,
+                               reward=-float(self.rng.uniform()), terminated=False,
+                               truncated=t == EPISODE - 1, source=0, robot_id=0,
+                               actor_session=1, seq=self.seq, episode_id=ep, step_index=t)
+            self.seq += 1
+        self.writer.flush()
+        return self.writer.committed_length
+
+    def close(self):
+        self.writer.close()
+
+
+class Probe:
+    """The test's node: PolicyWeights (latched) and the learner's /diagnostics."""
+
+    def __init__(self):
+        self.node = rclpy.create_node("learner_probe")
+        self.policies: list[PolicyWeights] = []
+        self.node.create_subscription(PolicyWeights, "/rl/policy", self.policies.append,
+                                      LATCHED_QOS)
+        self.diag: list[dict[str, str]] = []
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 10)
+
+    def on_diag(self, msg):
+        for st in msg.status:
+            if st.name == "/learner_node":
+                self.diag.append({kv.key: kv.value for kv in st.values})
+
+    def spin_until(self, cond, timeout):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            rclpy.spin_once(self.node, timeout_sec=0.02)
+            if cond():
+                return True
+        return False
+
+    def versions(self):
+        return [m.version for m in self.policies]
+
+    def caught_up(self, env_steps: int):
+        """The learner has mirrored ``env_steps`` policy rows and done the UTD-due updates."""
+        def cond():
+            d = self.diag[-1] if self.diag else {}
+            return (d.get("env_steps") == str(env_steps)
+                    and d.get("updates") == str(env_steps - WARMUP))
+        return cond
+
+
+@pytest.fixture
+def probe():
+    rclpy.init()
+    p = Probe()
+    yield p
+    p.node.destroy_node()
+    rclpy.shutdown()
+
+
+def _check_blob(msg: PolicyWeights):
+    pol = load_policy(bytes(msg.safetensors), expect_hash=msg.config_hash)
+    assert pol.version == msg.version
+    a = pol(np.zeros(OBS_SPEC.dim, np.float32))
+    assert a.shape == (ACT_SPEC.dim,) and np.all(np.abs(a) <= 1)
+
+
+def test_waits_for_store_trains_at_utd_and_publishes_latched(ros_process, probe, tmp_path):
+    t0 = time.monotonic()
+    run = tmp_path / "run"
+    proc = ros_process(_args(run), name="learner")
+    proc.wait_for_line(r"waiting for the replay store .*replay\.zarr", timeout=60)
+    # matched before the first publication, so every version reaches the probe
+    assert probe.spin_until(lambda: probe.node.count_publishers("/rl/policy") == 1, 20)
+    store = Store(run / "replay.zarr")
+    try:
+        assert store.append(400) == 400
+        proc.wait_for_line(r"replay store .*: 400 rows committed; training from 0 updates", 30)
+        # 400 env steps, warm-up 100, UTD 1 -> 300 updates -> versions 1..6 (every 50 updates)
+        assert probe.spin_until(probe.caught_up(400), 60), (probe.diag[-1:], proc.tail())
+        assert probe.spin_until(lambda: len(probe.policies) >= 2 and
+                                probe.policies[-1].version == 6, 10), (probe.versions(),
+                                                                       proc.tail())
+        v = probe.versions()
+        assert v == sorted(set(v)) and v[-1] == 6, v
+        for m in probe.policies:
+            _check_blob(m)
+        d = probe.diag[-1]
+        assert d["policy_version"] == "6" and d["rows"] == "400" and d["demo_rows"] == "0"
+        for key in ("updates_per_s", "eval_success_rate", "eval_env_steps", "checkpoint"):
+            assert key in d
+
+        # A late subscriber (transient_local) gets the newest policy at once.
+        late: list[PolicyWeights] = []
+        probe.node.create_subscription(PolicyWeights, "/rl/policy", late.append, LATCHED_QOS)
+        assert probe.spin_until(lambda: late, 5)
+        assert [m.version for m in late] == [6]
+        _check_blob(late[0])
+
+        # Rows keep arriving while it trains: it follows them at the UTD ratio.
+        lags = []
+        for _ in range(6):
+            store.append(100)
+            probe.spin_until(lambda: False, 0.4)
+            d = probe.diag[-1]
+            lags.append(int(d["update_target"]) - int(d["updates"]))
+        assert probe.spin_until(probe.caught_up(1000), 30), (probe.diag[-1:], proc.tail())
+        assert probe.spin_until(lambda: probe.versions()[-1] == 18, 10), probe.versions()
+        v = probe.versions()
+        assert v == sorted(set(v)), v
+        _check_blob(probe.policies[-1])
+        rates = [float(d["updates_per_s"]) for d in probe.diag]
+        print(f"\nlearner: UTD lag while rows arrived (updates behind target): {lags}; "
+              f"updates/s peak {max(rates):.0f}; test {time.monotonic() - t0:.1f} s")
+        assert max(lags) < 400, lags  # it kept up (each 0.4 s step added 100 due updates)
+        assert (run / "policy.safetensors").exists()
+        assert json.loads((run / "learner" / "policy_version.json").read_text())["version"] == 18
+    finally:
+        store.close()
+
+
+def test_sigkill_resumes_from_checkpoint_and_versions_keep_rising(ros_process, probe, tmp_path):
+    t0 = time.monotonic()
+    run = tmp_path / "run"
+    store = Store(run / "replay.zarr")
+    try:
+        store.append(400)
+        args = _args(run, publish_every=20, checkpoint_every_s=3)
+        first = ros_process(args, name="learner-1")
+        m = first.wait_for_line(r"checkpoint (\S+ckpt_000000300\.safetensors) \(300 updates, "
+                                r"version (\d+),", 60)
+        ckpt_version = int(m.group(2))
+        assert ckpt_version == 15  # 300 updates / 20
+        # Newer policies than the checkpoint holds, then a real SIGKILL before the next one.
+        store.append(200)
+        assert probe.spin_until(lambda: probe.versions() and
+                                probe.versions()[-1] >= ckpt_version + 3, 10), probe.versions()
+        first.popen.send_signal(signal.SIGKILL)
+        first.popen.wait(10)
+        before = probe.versions()
+        assert max(before) > ckpt_version
+        n_before = len(probe.policies)
+
+        second = ros_process(args, name="learner-2")
+        second.wait_for_line(rf"resumed from {m.group(1)} at 300 updates, 400 rows", 60)
+        assert probe.spin_until(lambda: len(probe.policies) > n_before, 20), second.tail()
+        after = probe.versions()[n_before:]
+        assert after[0] > max(before), (before, after)
+        assert after[0] == max(before) + 1  # persisted before publishing, so none was lost
+        second.wait_for_line(rf"published policy version {after[0]} \(resume\) at 300 updates", 5)
+        _check_blob(probe.policies[n_before])
+        # and it trains on: 600 env steps -> 500 updates
+        assert probe.spin_until(probe.caught_up(600), 30), (probe.diag[-1:], second.tail())
+        v = probe.versions()[n_before:]
+        assert v == sorted(set(v)) and v[-1] > after[0]
+        print(f"\nlearner: versions before kill {before[-3:]}, checkpoint at version "
+              f"{ckpt_version}, after restart {v[:3]}...{v[-1]}; test "
+              f"{time.monotonic() - t0:.1f} s")
+    finally:
+        store.close()
+
+
+def test_sigint_final_checkpoint_and_eval_in_sim(ros_process, probe, tmp_path):
+    run = tmp_path / "run"
+    store = Store(run / "replay.zarr")
+    try:
+        store.append(400)
+        proc = ros_process(_args(run, eval_in_sim=True, nice=10, **{
+            "run.eval_every": 200, "run.eval_episodes": 2}), name="learner")
+        proc.wait_for_line(r"niceness \d+ -> 10", 60)
+        proc.wait_for_line(r"eval @ 400 env steps \(\d+ updates\): success \d+% \(2 episodes, "
+                           r"seeds 1000000\.\.1000001\)", 60)
+        store.append(200)
+        proc.wait_for_line(r"eval @ 600 env steps", 60)
+        assert probe.spin_until(probe.caught_up(600), 30), (probe.diag[-1:], proc.tail())
+        assert probe.diag[-1]["eval_env_steps"] == "600"
+        proc.popen.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, proc.tail()
+        m = proc.wait_for_line(r"final checkpoint (\S+) \(500 updates, version (\d+),", 1)
+        ckpt = Path(m.group(1))
+        assert ckpt == run / "checkpoints" / "ckpt_000000500.safetensors" and ckpt.exists()
+        side = json.loads(ckpt.with_suffix(".json").read_text())
+        assert side["extra"]["updates"] == 500 and side["extra"]["rows"] == 600
+        assert side["extra"]["version"] == int(m.group(2))
+        # policy.safetensors holds the final weights under the final version
+        pol = load_policy((run / "policy.safetensors").read_bytes())
+        assert pol.version == int(m.group(2))
+        rows = (run / "eval.csv").read_text().splitlines()
+        assert rows[0].startswith("env_steps,updates,wall_s,success_rate")
+        assert [r.split(",")[0] for r in rows[1:]] == ["400", "600"]
+        assert all(r.split(",")[-2:] == ["2", "1000000"] for r in rows[1:])
+        from robot_rl.agents.tblog import read_scalars
+
+        tags = {tag for f in (run / "tb").glob("events.out.tfevents.*")
+                for _, tag, _ in read_scalars(f)}
+        assert {"eval/success_rate", "train/critic_loss", "train/updates_per_s",
+                "train/policy_version"} <= tags, tags
+    finally:
+        store.close()
+
+
+def test_checkpoint_of_another_architecture_is_refused(ros_process, tmp_path):
+    from robot_rl.agents.checkpoint import save_checkpoint
+    from robot_rl.agents.config import learner_config
+    from robot_rl.agents.learning import Learner
+
+    run = tmp_path / "run"
+    other = CFG.agent.model_copy(update={"hidden": (16,)})
+    learner = Learner(learner_config(other), OBS_SPEC.dim, ACT_SPEC.dim)
+    save_checkpoint(run / "checkpoints" / "ckpt_000000010.safetensors", learner)
+    proc = ros_process(_args(run), name="learner")
+    assert proc.wait(60) == 2, proc.tail()
+    assert "another architecture" in proc.output and "hidden" in proc.output, proc.tail()
