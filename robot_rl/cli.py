@@ -290,7 +290,8 @@ def cmd_estop(args: argparse.Namespace) -> int:
     what = "release" if args.release else "latch"
     results = call_estop(services, latch=not args.release, timeout=args.timeout)
     if not results:
-        print(f"robot-rl estop: no safety/estop service found within 2 s (ROS_DOMAIN_ID="
+        print(f"robot-rl estop: no safety/estop service found within {args.timeout:g} s "
+              f"(ROS_DOMAIN_ID="
               f"{os.environ.get('ROS_DOMAIN_ID', '0')}); is the graph running? Name the robots "
               "with --namespaces or --robots to wait for them", file=sys.stderr)
         return 1
@@ -445,7 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Call each robot's safety/estop service (std_srvs/SetBool) on this "
         "ROS_DOMAIN_ID. Latching needs no confirmation; the arms brake to zero and stay "
         "stopped across restarts until released. Without --namespaces/--robots: every "
-        "*/safety/estop service seen within 2 s. Exit status 1 if any robot could not be "
+        "*/safety/estop service seen within 2 s (or within --timeout, until a first one is "
+        "seen). Exit status 1 if any robot could not be "
         "reached within --timeout.")
     p.add_argument("--release", action="store_true",
                    help="release the e-stop instead of latching it (explicit on purpose)")

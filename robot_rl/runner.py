@@ -837,7 +837,7 @@ def call_estop(services: Sequence[str] | None, latch: bool, *, timeout: float = 
     """Call ``std_srvs/SetBool`` ``data=latch`` on each e-stop service, all at once.
 
     ``services`` None: every ``*/safety/estop`` service seen on the ROS graph within
-    ``discover`` s (an empty list when none). A service that does not answer within
+    ``discover`` s, waiting up to ``timeout`` s for the first (an empty list when none). A service that does not answer within
     ``timeout`` s is reported unreachable. Calls are re-sent while unanswered (the service is
     idempotent; a fresh server's first response can be lost while DDS matches).
     """
@@ -853,9 +853,10 @@ def call_estop(services: Sequence[str] | None, latch: bool, *, timeout: float = 
     ex.add_node(node)
     try:
         if services is None:
-            end = time.monotonic() + discover
+            # Look for `discover` s, and on (up to `timeout`) until at least one is seen.
+            t0 = time.monotonic()
             found: set[str] = set()
-            while time.monotonic() < end:
+            while time.monotonic() - t0 < (discover if found else max(discover, timeout)):
                 ex.spin_once(timeout_sec=0.05)
                 for name, types in node.get_service_names_and_types():
                     if (name == f"/{ESTOP_SERVICE}" or name.endswith(f"/{ESTOP_SERVICE}")) \
