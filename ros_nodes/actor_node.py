@@ -266,7 +266,9 @@ class ActorNode(Node):
         if self.pending is not None:  # this state is the outcome of the pending step
             p, self.pending = self.pending, None
             reward, term, trunc, success = core.outcome(dist, p.step_index)
-            cut = self.outbox.full and not term and not trunc
+            # This transition would fill the outbox: end the episode with it (truncated).
+            cut = (len(self.outbox) + len(self.awaiting) + 1 >= self.outbox.capacity
+                   and not term and not trunc)
             if cut:
                 trunc = True
             p.next_observation, p.reward, p.terminated, p.truncated = obs, reward, term, trunc
@@ -307,7 +309,11 @@ class ActorNode(Node):
             return
         if self.mode != "running":
             return
-        if self.outbox.full:  # cannot happen mid-episode (cut above), but never propose then
+        if self.outbox.full:  # the cut above prevents this; never propose with a full outbox
+            self.mode = "paused"
+            self.core.end_episode(False)
+            self.get_logger().warning(f"outbox full: {len(self.outbox)} transitions "
+                                      "unacknowledged; not proposing")
             return
         a = core.act(obs)
         dq_cmd = core.mapper.to_joint_velocities(a, q)

@@ -204,8 +204,8 @@ class SafetyNode(Node):
         elif self.lockstep:
             self.create_timer(min(dt, self.filter.params.watchdog_timeout) / 2,
                               self.on_backstop_lockstep)
-        else:
-            self.create_timer(dt, self.on_backstop)
+        else:  # checked 5x per period, so braking starts within watchdog_timeout + dt/5
+            self.create_timer(dt / 5, self.on_backstop)
         self.create_timer(1.0, self.publish_diagnostics)
         p = self.filter.params
         self.get_logger().info(
