@@ -42,8 +42,9 @@ updates, and turns the results into messages and files.
   ``<run_dir>/eval.csv`` (the trainer's columns) and TensorBoard. pybullet is imported only then.
 * **Logs.** TensorBoard scalars in ``<run_dir>/tb`` (``train/*`` losses, updates/s, version,
   rows; ``eval/*``; step = env steps, as in the trainer), a progress line every ``log_every_s``,
-  ``/diagnostics`` once a second (updates, updates_per_s, policy_version, rows, demo_rows,
-  env_steps, eval_success_rate, eval_env_steps, checkpoint, state), and
+  ``/diagnostics`` once a second (state, updates, updates_per_s, update_target (what the UTD
+  ratio asks for now), updates_behind, policy_version, rows, demo_rows, env_steps,
+  eval_success_rate, eval_env_steps, checkpoint), and
   ``<run_dir>/learner/provenance.json`` (git commit, packages, machine, device, threads,
   resumed checkpoint, resolved learner config).
 * **Beside actors.** ``agent.torch_threads`` unset means 1 thread here; the node raises its own
@@ -225,6 +226,8 @@ class LearnerNode(Node):
         self._log_mark = (time.monotonic(), 0)
         self._next_log = time.monotonic() + p["log_every_s"]
         self._done_logged = False
+        self._log_seen: tuple[int, int] | None = None
+        self._demo_warned = False
 
         self.create_timer(0.01, self.on_tick)
         self.create_timer(1.0, self.publish_diagnostics)
@@ -426,6 +429,7 @@ class LearnerNode(Node):
             if length > self.mirror.mirrored:
                 self.sampler.refresh(min(length, self.mirror.mirrored
                                          + self.params["refresh_rows"]))
+                self._check_demo_sampling()
         if self._eval_run is not None:
             self._eval_episode()
         elif self.eval_env is not None and self.env_steps >= self.next_eval:
@@ -437,6 +441,16 @@ class LearnerNode(Node):
             self.save_checkpoint()
         if now >= self._next_log:
             self._log_progress(now)
+
+    def _check_demo_sampling(self) -> None:
+        agent = self.cfg.agent
+        if (not self._demo_warned and self.mirror.n_demo and agent.demo_sampling == "fixed"
+                and agent.demo_fraction == 0):
+            self._demo_warned = True
+            self.get_logger().warning(
+                f"the store holds {self.mirror.n_demo} demo/intervention rows but "
+                "agent.demo_fraction is 0 with agent.demo_sampling=fixed: they are never "
+                "sampled; set agent.demo_fraction (e.g. 0.5) or agent.demo_sampling=union")
 
     def _train_slice(self) -> None:
         left = self._updates_left()
@@ -593,6 +607,10 @@ class LearnerNode(Node):
         if self.sampler is None:
             return
         t, n = self._log_mark
+        seen = (self.learner.num_steps, self.mirror.mirrored)
+        if seen == self._log_seen:
+            return  # idle (waiting for rows, or done): nothing new to say
+        self._log_seen = seen
         rate = (self.learner.num_steps - n) / max(now - t, 1e-9)
         self._log_mark = (now, self.learner.num_steps)
         scalars = {"train/updates": self.learner.num_steps, "train/updates_per_s": rate,
@@ -614,11 +632,16 @@ class LearnerNode(Node):
         self.updates_per_s = (self.learner.num_steps - n) / max(now - t, 1e-9)
         self._diag_mark = (now, self.learner.num_steps)
         ev = self.last_eval or {}
+        target = self.sched.target(self.env_steps) if self.sampler else 0
+        total = self.params["total_updates"]
+        if total:
+            target = min(target, total)
         values = {
             "state": self.state,
             "updates": self.learner.num_steps,
             "updates_per_s": f"{self.updates_per_s:.1f}",
-            "update_target": self.sched.target(self.env_steps) if self.sampler else 0,
+            "update_target": target,
+            "updates_behind": max(0, target - self.learner.num_steps),
             "policy_version": self.published_version if self.published_version else "",
             "rows": self.mirror.mirrored if self.sampler else 0,
             "demo_rows": self.mirror.n_demo if self.sampler else 0,
