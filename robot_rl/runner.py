@@ -532,9 +532,12 @@ class Child:
             pass
 
     def reap(self) -> int:
-        # Leader exited but not reaped: the group id cannot have been reused; end stragglers.
-        self.signal_group(signal.SIGKILL)
-        return self.popen.wait()
+        if self.popen.returncode is None:
+            # Exited but not reaped: its pid still names the group (no reuse possible), so
+            # this reaches only stragglers of that group.
+            self.signal_group(signal.SIGKILL)
+            self.popen.wait()
+        return self.popen.returncode
 
 
 class _LogEcho(threading.Thread):
@@ -630,7 +633,8 @@ class Runner:
         if in_main:
             for s in previous:
                 signal.signal(s, self._on_signal)
-        listener = echo = None
+        listener = echo = failed = None
+        reason = "runner error"
         t0 = time.monotonic()
         try:
             self.say(f"robot-rl up {plan.kind}: {len(plan.nodes)} nodes, {plan.num_robots} "
@@ -646,9 +650,10 @@ class Runner:
                 reason, failed = self._watch(t0, listener is not None)
             else:
                 reason = "a node failed to start"
+        finally:
+            # Whatever happened above (an error in the runner included), no node outlives it.
             self.say(f"stopping ({reason}) ...")
             self._stop_all()
-        finally:
             if echo is not None:
                 echo.stop_event.set()
                 echo.join(timeout=5)

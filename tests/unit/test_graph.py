@@ -267,6 +267,9 @@ def _fake_launch_modules(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["sim", "robot"])
 def test_generate_launch_description_maps_every_node(kind, tmp_path, monkeypatch):
+    import robot_rl.provenance
+
+    monkeypatch.setattr(robot_rl.provenance, "provenance", lambda: {})  # (imports torch: slow)
     made = _fake_launch_modules(monkeypatch)
     mod = runpy.run_path(str(LAUNCH / f"{kind}.launch.py"))
     mod["generate_launch_description"]()
@@ -319,8 +322,13 @@ def test_controller_yaml_loads_the_velocity_controller_on_the_fr3_joints():
     assert ctrl["type"] == cm[name]["type"]
 
 
-def test_write_run_files_and_estop_service_names(tmp_path):
+def test_write_run_files_and_estop_service_names(tmp_path, monkeypatch):
+    import json
+
+    import robot_rl.provenance
     from robot_rl.runner import estop_services
+
+    monkeypatch.setattr(robot_rl.provenance, "provenance", lambda: {"git_commit": "abc"})
 
     plan = plan_run("sim", load_config(None), robots=2, run_dir=tmp_path / "r")
     write_run_files(plan, ["test"])
@@ -329,5 +337,8 @@ def test_write_run_files_and_estop_service_names(tmp_path):
         "learner_node.yaml", "replay_node.yaml", "robot_0_actor_node.yaml",
         "robot_0_safety_node.yaml", "robot_1_actor_node.yaml", "robot_1_safety_node.yaml",
         "sim_robot_node.yaml"]
+    prov = json.loads((tmp_path / "r" / "provenance.json").read_text())
+    assert prov["git_commit"] == "abc" and prov["command"] == ["test"] and prov["robots"] == 2
+    assert [n["name"] for n in prov["nodes"]] == [n.fully_qualified_name for n in plan.nodes]
     assert estop_services(["", "robot_0", "/a/b/"]) == [
         f"/{ESTOP_SERVICE}", f"/robot_0/{ESTOP_SERVICE}", f"/a/b/{ESTOP_SERVICE}"]
