@@ -510,6 +510,7 @@ class Child:
     log_path: Path
     started: float
     stop_result: str = ""
+    log_offset: int = 0  #: where this start's output begins in the (appended) log
 
     @property
     def name(self) -> str:
@@ -549,7 +550,7 @@ class _LogEcho(threading.Thread):
         self.files = []
         for c in children:
             f = open(c.log_path, "r", errors="replace")
-            f.seek(0, os.SEEK_END)
+            f.seek(c.log_offset)
             self.files.append((c.name, f))
         self.stop_event = threading.Event()
 
@@ -637,7 +638,7 @@ class Runner:
         reason = "runner error"
         t0 = time.monotonic()
         try:
-            self.say(f"robot-rl up {plan.kind}: {len(plan.nodes)} nodes, {plan.num_robots} "
+            self.say(f"robot-rl up {plan.kind}: {len(plan.nodes)} node(s), {plan.num_robots} "
                      f"robot(s), run {plan.run_dir} (ROS_DOMAIN_ID="
                      f"{os.environ.get('ROS_DOMAIN_ID', '0')})")
             failed = self._start_all()
@@ -691,6 +692,7 @@ class Runner:
                 log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} robot-rl up: "
                           f"{shlex.join(cmd)} (nice {spec.nice})\n".encode())
                 log.flush()
+                offset = log.tell()
                 try:
                     popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, env=env,
@@ -699,7 +701,7 @@ class Runner:
                 except OSError as e:
                     self.say(f"robot-rl up: cannot start {spec.fully_qualified_name}: {e}")
                     return Child(spec, _FailedPopen(), log_path, time.monotonic())
-            child = Child(spec, popen, log_path, time.monotonic())
+            child = Child(spec, popen, log_path, time.monotonic(), log_offset=offset)
             self.children.append(child)
             nice = f", nice {spec.nice}" if spec.nice else ""
             self.say(f"  started {child.name:<28} pid {popen.pid}{nice}, log {log_path}")
