@@ -173,8 +173,12 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
                                           "sim.num_robots": num_robots,
                                           "robot_namespaces": ns, **extra.get("sim", {})}))
     for i, n in enumerate(ns):
-        nodes.append(NodeSpec("safety", "safety_node", "safety_node", n,
-                              params("safety"), robot_id=i))
+        sp = params("safety")
+        if kind == "sim" and run_dir is not None and "safety.estop_file" not in sp:
+            # A sim robot's e-stop lives with its run (see sim_estop_files); a real arm's
+            # in ~/.robot_rl/estop/, per robot and across runs.
+            sp["safety.estop_file"] = str(sim_estop_file(run_dir, n))
+        nodes.append(NodeSpec("safety", "safety_node", "safety_node", n, sp, robot_id=i))
         nodes.append(NodeSpec("actor", "actor_node", "actor_node", n,
                               params("actor", robot_id=i,
                                      reset_mode="service" if kind == "sim" else "homing"),
@@ -185,6 +189,35 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
         nodes.append(NodeSpec("learner", "learner_node", "learner_node", "",
                               params("learner", eval_in_sim=ev), nice=10))
     return nodes
+
+
+def sim_estop_file(run_dir: str | Path, namespace: str) -> Path:
+    """``<run_dir>/estop/<namespace>.json`` (``root.json`` for the root namespace): where a sim
+    robot's safety node keeps its e-stop state."""
+    ns = namespace.strip("/").replace("/", "__") or "root"
+    return Path(run_dir) / "estop" / f"{ns}.json"
+
+
+def sim_estop_files(nodes: list[NodeSpec]) -> list[Path]:
+    """Create the e-stop files of a sim graph's safety nodes, *released*, where missing.
+
+    A missing e-stop file means latched (fail safe, DESIGN §5), which is right for an arm and
+    would leave a fresh simulation standing still. A simulated robot starts released; a file
+    that exists (an e-stop latched during this run, then resumed) is left as it is.
+    """
+    import json
+
+    made = []
+    for spec in nodes:
+        f = spec.parameters.get("safety.estop_file") if spec.role == "safety" else None
+        if f and any(s.role == "sim" for s in nodes):
+            p = Path(f)
+            if not p.exists():
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(json.dumps({"latched": False, "reason": "simulated robot, new run"})
+                             + "\n")
+                made.append(p)
+    return made
 
 
 def executables() -> set[str]:

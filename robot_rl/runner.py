@@ -53,7 +53,7 @@ import yaml
 
 from robot_rl.config import Config, config_from_dict
 from robot_rl.graph import (DIAGNOSTICS_TOPIC, ESTOP_SERVICE, ROLES, NodeSpec, build_graph,
-                            robot_namespaces)
+                            robot_namespaces, sim_estop_files)
 
 #: Exit status of a run whose node failed (a node exited on its own, or could not start).
 EXIT_NODE_FAILED = 1
@@ -194,6 +194,7 @@ def write_run_files(plan: RunPlan, argv: Sequence[str] | None = None) -> None:
     rd = plan.run_dir
     (rd / "graph").mkdir(parents=True, exist_ok=True)
     (rd / "logs").mkdir(parents=True, exist_ok=True)
+    sim_estop_files(plan.nodes)  # sim robots start released (a missing file means latched)
     text = plan.cfg.to_yaml()
     if plan.config_file.exists() and plan.config_file.read_text() != text:
         plan.config_file.replace(rd / "config.previous.yaml")

@@ -77,7 +77,9 @@ def test_sim_graph_two_robots_with_run_dir_and_extra():
     assert by["/robot_1/actor_node"] == {"config_file": CFG, "run_dir": "/runs/x", "robot_id": 1,
                                          "reset_mode": "service",
                                          "agent.exploration_noise": 0.2}
-    assert by["/robot_0/safety_node"] == {"config_file": CFG}  # the safety node has no run_dir
+    # the safety node has no run_dir; a sim robot's e-stop file lives in the run
+    assert by["/robot_0/safety_node"] == {"config_file": CFG,
+                                          "safety.estop_file": "/runs/x/estop/robot_0.json"}
     assert by["/replay_node"] == {"config_file": CFG, "run_dir": "/runs/x"}
 
 
@@ -342,3 +344,21 @@ def test_write_run_files_and_estop_service_names(tmp_path, monkeypatch):
     assert [n["name"] for n in prov["nodes"]] == [n.fully_qualified_name for n in plan.nodes]
     assert estop_services(["", "robot_0", "/a/b/"]) == [
         f"/{ESTOP_SERVICE}", f"/robot_0/{ESTOP_SERVICE}", f"/a/b/{ESTOP_SERVICE}"]
+
+
+def test_sim_estop_files_start_released_and_keep_an_existing_state(tmp_path):
+    import json
+
+    from robot_rl.graph import build_graph, sim_estop_files
+
+    nodes = build_graph("sim", config_file=CFG, num_robots=2, run_dir=tmp_path)
+    made = sim_estop_files(nodes)
+    assert sorted(p.name for p in made) == ["robot_0.json", "robot_1.json"]
+    assert all(json.loads(p.read_text())["latched"] is False for p in made)
+    made[0].write_text('{"latched": true}')  # latched during the run, then resumed
+    assert sim_estop_files(nodes) == []
+    assert json.loads(made[0].read_text())["latched"] is True
+    # a real arm's graph never gets a file made for it (missing = latched)
+    robot = build_graph("robot", config_file=CFG, num_robots=1, run_dir=tmp_path / "r")
+    assert all("safety.estop_file" not in s.parameters for s in robot)
+    assert sim_estop_files(robot) == []
