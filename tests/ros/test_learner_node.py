@@ -49,14 +49,14 @@ def _args(run_dir: Path, **extra) -> list[str]:
 
 
 class Store:
-    """The test's replay writer: random reach transitions, episodes of 50 steps, source=policy."""
+    """The test's replay writer: random reach transitions, episodes of 50 steps."""
 
     def __init__(self, path: Path):
         self.writer = ReplayWriter(path, OBS_SPEC, ACT_SPEC, CFG.replay)
         self.rng = np.random.default_rng(0)
         self.seq = 0
 
-    def append(self, n: int) -> int:
+    def append(self, n: int, source: int = 0) -> int:
         low, high = OBS_SPEC.low, OBS_SPEC.high
         for _ in range(n):
             ep, t = divmod(self.seq, EPISODE)
@@ -65,7 +65,7 @@ class Store:
             act = self.rng.uniform(-1, 1, ACT_SPEC.dim).astype(np.float32)
             self.writer.append(observation=obs, action=act, next_observation=nobs,
                                reward=-float(self.rng.uniform()), terminated=False,
-                               truncated=t == EPISODE - 1, source=0, robot_id=0,
+                               truncated=t == EPISODE - 1, source=source, robot_id=0,
                                actor_session=1, seq=self.seq, episode_id=ep, step_index=t)
             self.seq += 1
         self.writer.flush()
@@ -188,8 +188,13 @@ def test_sigkill_resumes_from_checkpoint_and_versions_keep_rising(ros_process, p
     run = tmp_path / "run"
     store = Store(run / "replay.zarr")
     try:
+        store.append(100, source=1)  # two demo episodes: sampled, kept, but earn no updates
         store.append(400)
-        args = _args(run, publish_every=20, checkpoint_every_s=4)
+        # DDPGfD with 3-step returns, prioritized replay and a demo fraction: the sampler's
+        # priorities and pools go through the checkpoint too
+        args = _args(run, publish_every=20, checkpoint_every_s=4, **{
+            "agent.algo": "ddpgfd", "agent.n_step": 3, "agent.demo_fraction": 0.25,
+            "replay.prioritized": True})
         first = ros_process(args, name="learner-1")
         m = first.wait_for_line(r"checkpoint (\S+ckpt_(\d+)\.safetensors) \((\d+) updates, "
                                 r"version (\d+),", 60)
@@ -208,7 +213,8 @@ def test_sigkill_resumes_from_checkpoint_and_versions_keep_rising(ros_process, p
         n_before = len(probe.policies)
 
         second = ros_process(args, name="learner-2")
-        second.wait_for_line(rf"resumed from {ckpt} at {ckpt_updates} updates", 60)
+        second.wait_for_line(rf"resumed from {ckpt} at {ckpt_updates} updates, \d+ rows "
+                             rf"\(\d+ env steps, 100 demo rows\)", 60)
         assert probe.spin_until(lambda: len(probe.policies) > n_before, 20), second.tail()
         after = probe.versions()[n_before:]
         assert after[0] > max(before), (before, after)
@@ -218,6 +224,7 @@ def test_sigkill_resumes_from_checkpoint_and_versions_keep_rising(ros_process, p
         _check_blob(probe.policies[n_before])
         # and it trains on: 600 env steps -> 500 updates
         assert probe.spin_until(probe.caught_up(600), 30), (probe.diag[-1:], second.tail())
+        assert probe.diag[-1]["rows"] == "700" and probe.diag[-1]["demo_rows"] == "100"
         v = probe.versions()[n_before:]
         assert v == sorted(set(v)) and v[-1] > after[0]
         print(f"\nlearner: versions before kill {before[-3:]}, checkpoint at version "
@@ -266,15 +273,28 @@ def test_sigint_final_checkpoint_and_eval_in_sim(ros_process, probe, tmp_path):
         store.close()
 
 
-def test_checkpoint_of_another_architecture_is_refused(ros_process, tmp_path):
+def test_refusals_exit_2_naming_the_cause(ros_process, tmp_path):
     from robot_rl.agents.checkpoint import save_checkpoint
     from robot_rl.agents.config import learner_config
     from robot_rl.agents.learning import Learner
+    from robot_rl.replay.synthetic import make_specs
 
+    bad = ros_process(_args(tmp_path / "bad", publish_every=0), name="bad-param")
+    # a checkpoint written for another architecture
     run = tmp_path / "run"
     other = CFG.agent.model_copy(update={"hidden": (16,)})
     learner = Learner(learner_config(other), OBS_SPEC.dim, ACT_SPEC.dim)
     save_checkpoint(run / "checkpoints" / "ckpt_000000010.safetensors", learner)
-    proc = ros_process(_args(run), name="learner")
-    assert proc.wait(60) == 2, proc.tail()
-    assert "another architecture" in proc.output and "hidden" in proc.output, proc.tail()
+    arch = ros_process(_args(run), name="other-arch")
+    # a store made for another observation spec
+    ReplayWriter(tmp_path / "spec" / "replay.zarr", *make_specs(OBS_SPEC.dim, ACT_SPEC.dim),
+                 CFG.replay).close()
+    spec = ros_process(_args(tmp_path / "spec"), name="other-spec")
+
+    assert bad.wait(60) == 2, bad.tail()
+    assert "publish_every: expected an integer >= 1, got 0" in bad.output, bad.tail()
+    assert arch.wait(60) == 2, arch.tail()
+    assert "written for another architecture" in arch.output, arch.tail()
+    assert "hidden: checkpoint has [16], this learner has [32, 32]" in arch.output, arch.tail()
+    assert spec.wait(60) == 2, spec.tail()
+    assert "created for another observation/action spec" in spec.output, spec.tail()
