@@ -45,6 +45,28 @@ def expected_policy_architecture(cfg: Config, obs_dim: int, act_dim: int) -> dic
             "obs_clip": lc.obs_clip}
 
 
+def action_limit_mismatch(cfg: Config) -> str | None:
+    """Why the safety node will slow down some in-bounds actions, or None if it never needs to.
+
+    The learner learns from the *applied* action; when the policy's action space reaches beyond
+    the safety limits, the actions it proposes at the edge of its box are never the ones it sees
+    in replay, which slows learning (and a trained policy saturates into the clamp).
+    """
+    t, s = cfg.task, cfg.safety
+    if t.action_mode == "ee_velocity":
+        top = math.sqrt(3.0) * t.ee_speed
+        if s.ee_speed_max is not None and top > s.ee_speed_max + 1e-12:
+            return (f"task.ee_speed {t.ee_speed:g} m/s per axis gives up to {top:.3g} m/s, above "
+                    f"safety.ee_speed_max {s.ee_speed_max:g} m/s: the safety node slows such "
+                    f"actions; consider task.ee_speed <= {s.ee_speed_max / math.sqrt(3.0):.3g} or "
+                    f"safety.ee_speed_max >= {top:.3g}")
+        return None
+    if t.joint_velocity_scale > s.limit_scale + 1e-12:
+        return (f"task.joint_velocity_scale {t.joint_velocity_scale:g} exceeds safety.limit_scale "
+                f"{s.limit_scale:g}: actions near +-1 ask for more than the enforced joint speed")
+    return None
+
+
 def new_session() -> int:
     """A random 63-bit actor session id (never 0)."""
     return secrets.randbits(63) | 1

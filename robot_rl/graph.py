@@ -171,7 +171,10 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
         nodes.append(NodeSpec("sim", "sim_robot_node", "sim_robot_node",
                               parameters={"config_file": str(config_file),
                                           "sim.num_robots": num_robots,
-                                          "robot_namespaces": ns, **extra.get("sim", {})}))
+                                          "robot_namespaces": ns,
+                                          # lockstep waits for the learner's UTD allowance
+                                          "learner_gate": bool(learner),
+                                          **extra.get("sim", {})}))
     for i, n in enumerate(ns):
         sp = params("safety")
         if kind == "sim" and run_dir is not None and "safety.estop_file" not in sp:

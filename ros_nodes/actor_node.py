@@ -163,6 +163,12 @@ class ActorNode(Node):
             f"action_mode={self.cfg.task.action_mode} trigger={self.trigger} "
             f"reset={self.reset_mode} outbox_capacity={cap} policy_hash={self.core.config_hash}")
 
+        from robot_rl.actor import action_limit_mismatch
+
+        why = action_limit_mismatch(self.cfg)
+        if why:
+            self.get_logger().warning(why)
+
     def _param(self, name, default, doc):
         return self.declare_parameter(name, default, ParameterDescriptor(description=doc)).value
 

@@ -37,7 +37,8 @@ updates, and turns the results into messages and files.
   architecture stops the node (exit 2) naming each differing field.
 * **Evaluation** (``eval_in_sim``, DESIGN §8): every ``run.eval_every`` env steps the deterministic
   policy (a snapshot of the exported actor) runs ``run.eval_episodes`` episodes seeded
-  ``run.eval_seed + i`` in the node's own :class:`~robot_rl.sim.env.PandaEnv` -- the trainer's
+  ``run.eval_seed + i`` in the node's own :class:`~robot_rl.sim.env.PandaEnv` with the safety
+  filter between policy and arm (``safety=True``: as in the graph it learned in) -- the trainer's
   :func:`~robot_rl.agents.trainer.evaluate`, one episode per timer tick. Rows go to
   ``<run_dir>/eval.csv`` (the trainer's columns) and TensorBoard. pybullet is imported only then.
 * **Logs.** TensorBoard scalars in ``<run_dir>/tb`` (``train/*`` losses, updates/s, version,
@@ -92,6 +93,10 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "refresh_s": (0.1, "how often the store is tailed for new rows (s)"),
     "refresh_rows": (65536, "most store rows mirrored per timer tick"),
     "log_every_s": (10.0, "seconds between progress lines (and TensorBoard train scalars)"),
+    "allowance_topic": ("/rl/env_step_allowance",
+                        "std_msgs/UInt64: env steps the learner can take without falling behind "
+                        "its UTD ratio (a lockstep sim waits for it; '' = not published)"),
+    "allowance_slack": (500, "env steps of allowance beyond the UTD target (rows in flight)"),
 }
 
 VERSION_FILE = "policy_version.json"
@@ -192,6 +197,12 @@ class LearnerNode(Node):
         # -- ROS -----------------------------------------------------------------------------
         self.policy_pub = self.create_publisher(PolicyWeights, p["policy_topic"], LATCHED_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, p["diagnostics_topic"], 10)
+        from std_msgs.msg import UInt64
+
+        self._UInt64 = UInt64
+        self.allowance_pub = (self.create_publisher(UInt64, p["allowance_topic"], 10)
+                              if p["allowance_topic"] else None)
+        self._allowance_sent = (-1, 0.0)
 
         from robot_rl.agents.tblog import EventWriter
 
@@ -202,7 +213,8 @@ class LearnerNode(Node):
             from robot_rl.agents.trainer import EVAL_FIELDS, _Csv
             from robot_rl.sim.env import PandaEnv  # pybullet: only when evaluating here
 
-            self.eval_env = PandaEnv(cfg)
+            # With the safety filter between policy and arm, as in the graph that trained it.
+            self.eval_env = PandaEnv(cfg, safety=True)
             self.eval_csv = _Csv(self.run_dir / "eval.csv", EVAL_FIELDS)
 
         # -- state ---------------------------------------------------------------------------
@@ -268,6 +280,9 @@ class LearnerNode(Node):
         out["refresh_s"] = num("refresh_s", float, 0)
         out["refresh_rows"] = num("refresh_rows", int, 1)
         out["log_every_s"] = num("log_every_s", float, 0, strict=True)
+        out["allowance_slack"] = num("allowance_slack", int, 0)
+        if not isinstance(p["allowance_topic"], str):
+            raise ConfigError(f"allowance_topic: expected a string, got {p['allowance_topic']!r}")
         for name in ("run_dir", "policy_topic", "diagnostics_topic"):
             if not isinstance(p[name], str):
                 raise ConfigError(f"{name}: expected a string, got {p[name]!r}")
@@ -418,7 +433,31 @@ class LearnerNode(Node):
 
     # ------------------------------------------------------------------ the loop
 
+    def allowance(self) -> int:
+        """Env steps (policy rows) the learner can take without falling behind its UTD target:
+        ``max(warmup, batch) + ceil(updates done / utd_ratio) + allowance_slack``; unlimited once
+        ``total_updates`` is reached."""
+        total = self.params["total_updates"]
+        if total and self.learner.num_steps >= total:
+            return 2**63 - 1
+        ratio = self.sched.ratio
+        done = self.sched.done
+        steps = -(-done * ratio.denominator // ratio.numerator)  # ceil(done / ratio)
+        return (max(self.sched.warmup, self.lcfg.batch_size) + int(steps)
+                + self.params["allowance_slack"])
+
+    def _publish_allowance(self) -> None:
+        if self.allowance_pub is None:
+            return
+        a = self.allowance()
+        now = time.monotonic()
+        last, t = self._allowance_sent
+        if (a != last and now - t >= 0.02) or now - t >= 0.5:
+            self.allowance_pub.publish(self._UInt64(data=a))
+            self._allowance_sent = (a, now)
+
     def on_tick(self) -> None:
+        self._publish_allowance()
         if self.sampler is None:
             self._try_open_store()
             return

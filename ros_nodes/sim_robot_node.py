@@ -13,6 +13,14 @@ and ``/clock`` (``rosgraph_msgs/Clock``) for all. ``sim.clock`` picks the pacing
 ``realtime`` steps on a wall timer at ``sim.control_hz``; ``lockstep`` steps as soon as every
 robot's command for the step has arrived, or after ``sim.lockstep_timeout`` seconds.
 
+**Learner gate** (``learner_gate``, lockstep only; the sim graph turns it on when it has a
+learner): the learner publishes how many env steps it can take without falling behind its
+update-to-data ratio (``std_msgs/UInt64`` on ``allowance_topic``, default
+``/rl/env_step_allowance``). The sim does not advance past it: on a small machine the physics,
+actors and replay would otherwise take the CPU from the learner, and the run's UTD ratio would
+be whatever the scheduler made of it, not the configured one. If no allowance has arrived for
+``gate_timeout`` s (no learner yet, or a dead one), the sim advances ungated and says so.
+
 The logic lives in :class:`robot_rl.sim.multi.SimRobots`; this file only adapts it to ROS.
 """
 from __future__ import annotations
@@ -24,7 +32,7 @@ from rclpy.node import Node
 from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, UInt64
 from std_srvs.srv import Trigger
 
 from robot_rl.config import ConfigError
@@ -54,6 +62,18 @@ class SimRobotNode(Node):
         }
         names = {k: self.declare_parameter(k, v, ParameterDescriptor(description=doc)).value
                  for k, (v, doc) in topics.items()}
+        self.learner_gate = bool(self.declare_parameter(
+            "learner_gate", False, ParameterDescriptor(
+                description="lockstep: do not run ahead of the learner's env-step allowance")
+        ).value)
+        allowance_topic = self.declare_parameter(
+            "allowance_topic", "/rl/env_step_allowance",
+            ParameterDescriptor(description="the learner's env-step allowance (std_msgs/UInt64)")
+        ).value
+        self.gate_timeout = float(self.declare_parameter(
+            "gate_timeout", 10.0, ParameterDescriptor(
+                description="s without an allowance before the gate opens (and says so)")
+        ).value)
         self.sim = SimRobots(self.cfg, num_robots=n)
         self.namespaces = namespaces
         self.joint_names = list(self.cfg.robot.joint_names)
@@ -80,6 +100,14 @@ class SimRobotNode(Node):
         else:
             self.create_timer(period, self.on_realtime_tick)
         self.timeouts = 0
+        self.commanded_steps = 0  # steps for which every robot's command arrived
+        self.allowance: int | None = None
+        self._allowance_wall = time.monotonic()
+        self._gate_open_logged = False
+        self.gated_s = 0.0  # wall time spent waiting for the learner
+        self._gated_since: float | None = None
+        if self.lockstep and self.learner_gate:
+            self.create_subscription(UInt64, allowance_topic, self.on_allowance, 10)
         self.publish_states()
         self.get_logger().info(
             f"{n} sim robot(s) {namespaces} task={self.cfg.task.name} clock={self.cfg.sim.clock} "
@@ -96,9 +124,48 @@ class SimRobotNode(Node):
                                     throttle_duration_sec=1.0)
             return
         if self.lockstep and self.sim.all_arrived():
-            self.advance()
+            self._advance_if_allowed()
+
+    def on_allowance(self, msg: UInt64) -> None:
+        self.allowance = int(msg.data)
+        self._allowance_wall = time.monotonic()
+        if self._gate_open_logged:
+            self.get_logger().info("learner allowance back; gating again")
+            self._gate_open_logged = False
+        if self.sim.all_arrived():
+            self._advance_if_allowed()
+
+    def _gated(self) -> bool:
+        """True while the learner gate holds the sim back."""
+        if not (self.lockstep and self.learner_gate):
+            return False
+        if time.monotonic() - self._allowance_wall > self.gate_timeout:
+            if not self._gate_open_logged:
+                self.get_logger().warning(
+                    f"no env-step allowance from the learner for {self.gate_timeout:g} s; "
+                    "advancing without waiting for it")
+                self._gate_open_logged = True
+            return False
+        steps = (self.commanded_steps + 1) * self.sim.num_robots
+        return self.allowance is None or steps > self.allowance
+
+    def _advance_if_allowed(self) -> None:
+        if self._gated():
+            if self._gated_since is None:
+                self._gated_since = time.monotonic()
+            return
+        if self._gated_since is not None:
+            self.gated_s += time.monotonic() - self._gated_since
+            self._gated_since = None
+        self.commanded_steps += 1
+        self.advance()
 
     def on_lockstep_timer(self) -> None:
+        if self.sim.all_arrived():
+            self._advance_if_allowed()  # a gate that opened since the last command
+            return
+        if self._gated_since is not None:
+            return  # waiting for the learner, not for a command
         if time.monotonic() - self._last_step >= self.cfg.sim.lockstep_timeout:
             self.timeouts += 1
             missing = [self.namespaces[i] or "/" for i in self.sim.missing()]

@@ -9,6 +9,12 @@ Episode ends are kept apart, as DESIGN §8 and every off-policy learner need:
 ``truncated`` — the time limit ``task.max_steps`` (bootstrap through it).
 
 ``info`` carries ``is_success``, ``distance`` and ``joint_velocities`` (the command applied).
+
+``safety=True`` puts the safety node's filter (:class:`robot_rl.safety.SafetyFilter` with
+``config.safety``, one output per control step, as the graph's safety node in ``proposal``
+mode) between the action and the arm: the env then behaves as the ROS graph does, which is how
+the learner node evaluates a policy trained through the graph. ``info["safety_rules"]`` holds
+the rules that fired.
 """
 from __future__ import annotations
 
@@ -51,6 +57,7 @@ class PandaEnv(gym.Env):
         action_mode: str | None = None,
         max_steps: int | None = None,
         render_mode: str | None = None,
+        safety: bool = False,
     ):
         overrides = {k: v for k, v in (("name", task), ("reward", reward),
                                        ("action_mode", action_mode), ("max_steps", max_steps))
@@ -73,6 +80,13 @@ class PandaEnv(gym.Env):
         self._success_threshold = cfg.task.success_threshold
         # Only the ee_velocity map reads q (for its Jacobian); the joint map ignores it.
         self._map_needs_q = self.mapper.mode != "joint"
+        self._safety = None
+        if safety:
+            from robot_rl.safety import SafetyFilter
+
+            self._safety = SafetyFilter(cfg.robot, cfg.safety, control_hz=cfg.sim.control_hz)
+            self._map_needs_q = True
+        self._t = 0.0
         self._starts = EpisodeStarts(cfg, self.task)
         self._goal = np.zeros(3)
         self._steps = 0
@@ -103,6 +117,8 @@ class PandaEnv(gym.Env):
             self.world.set_object_pose(0, obj)
         self._steps = 0
         self._needs_reset = False
+        if self._safety is not None:
+            self._safety.reset()  # the arm starts at rest
         s = self._snapshot()
         d = self.task.distance(s)
         return self.task.observation(s), {"is_success": False, "distance": d,
@@ -114,6 +130,11 @@ class PandaEnv(gym.Env):
         world, task = self.world, self.task
         q = world.joint_state(0)[0] if self._map_needs_q else None
         dq_cmd = self.mapper.to_joint_velocities(action, q)
+        rules = 0
+        if self._safety is not None:
+            dq_cmd, report = self._safety.step(self._t, dq_cmd, q=q, state_stamp=self._t)
+            rules = int(report.rules)
+            self._t += self.config.sim.control_dt
         world.set_joint_velocities(0, dq_cmd)
         world.step()
         self._steps += 1
@@ -125,6 +146,8 @@ class PandaEnv(gym.Env):
         truncated = bool(self._steps >= self._max_steps and not terminated)
         self._needs_reset = terminated or truncated
         info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd}
+        if self._safety is not None:
+            info["safety_rules"] = rules
         return task.observation(s), reward, terminated, truncated, info
 
     def render(self):

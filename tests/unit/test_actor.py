@@ -121,3 +121,18 @@ def test_policy_swap_refuses_wrong_architecture_garbage_and_old_versions():
     with pytest.raises(ValueError):
         core.load_policy(export_policy(other, 6), 6, h)  # claims our hash, holds another net
     assert core.policy_version == 3
+
+
+def test_action_limit_mismatch_names_the_fields():
+    from robot_rl.actor import action_limit_mismatch
+
+    ee = config_from_dict({"task": {"action_mode": "ee_velocity", "ee_speed": 0.3},
+                           "safety": {"ee_speed_max": 0.2}})
+    msg = action_limit_mismatch(ee)
+    assert "task.ee_speed" in msg and "safety.ee_speed_max" in msg and "0.52" in msg
+    ok = config_from_dict({"task": {"action_mode": "ee_velocity", "ee_speed": 0.3},
+                           "safety": {"ee_speed_max": 0.55}})
+    assert action_limit_mismatch(ok) is None
+    joint = config_from_dict({"task": {"joint_velocity_scale": 0.95}})
+    assert "joint_velocity_scale" in action_limit_mismatch(joint)
+    assert action_limit_mismatch(config_from_dict({})) is None

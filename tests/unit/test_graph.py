@@ -49,7 +49,8 @@ def test_sim_graph_one_robot():
         ("learner", "/learner_node", None, 10),
     ]
     p = {n.role: n.parameters for n in nodes}
-    assert p["sim"] == {"config_file": CFG, "sim.num_robots": 1, "robot_namespaces": [""]}
+    assert p["sim"] == {"config_file": CFG, "sim.num_robots": 1, "robot_namespaces": [""],
+                        "learner_gate": True}
     assert p["safety"] == {"config_file": CFG}
     assert p["actor"] == {"config_file": CFG, "robot_id": 0, "reset_mode": "service"}
     assert p["replay"] == {"config_file": CFG}
@@ -110,7 +111,8 @@ def test_ros_args_and_params_yaml():
                             "-p", f"config_file:={CFG}", "-p", "robot_id:=0",
                             "-p", "reset_mode:=service"]
     sim = build_graph("sim", config_file=CFG)[0]
-    assert sim.ros_args()[-4:] == ["-p", "sim.num_robots:=1", "-p", "robot_namespaces:=['']"]
+    assert sim.ros_args()[-6:] == ["-p", "sim.num_robots:=1", "-p", "robot_namespaces:=['']",
+                                   "-p", "learner_gate:=true"]
 
 
 @pytest.mark.parametrize("kwargs, message", [
