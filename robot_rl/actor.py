@@ -275,11 +275,16 @@ class ActorCore:
         return self.task.reward_from_distance(distance), terminated, truncated, bool(success)
 
     def applied_action(self, step: PendingStep) -> np.ndarray:
-        """The applied command(s) of a step mapped into the policy's action space."""
+        """The applied command(s) of a step mapped into the policy's action space.
+
+        Clipped to the action box: mapping back through the Jacobian is not the exact inverse of
+        the damped least-squares map, so an action at the edge of the box can come back a few
+        percent outside it; the nearest action the policy could have proposed is recorded.
+        """
         dq = np.mean(step.applied, axis=0) if step.applied else None
         if dq is None:
             raise ValueError("no applied command")
-        return self.mapper.to_action(dq, step.q)
+        return np.clip(self.mapper.to_action(dq, step.q), self.low, self.high)
 
     def new_episode(self) -> int:
         self.episode_counter += 1
