@@ -55,11 +55,17 @@ $(STAMPS)/project: $(STAMPS)/torch $(STAMPS)/interfaces setup.py pyproject.toml
 	$(PIP) install --quiet --no-build-isolation -e '.[test,bench]'
 	@touch $@
 
-# Until the learner and the ROS graph land, the main job is an in-process simulation:
-# the scripted P-controller on `reach`, 100 seeded episodes, success rate and steps/s.
-SIM_ARGS ?= --policy scripted --episodes 100 task.action_mode=ee_velocity
+# The main job: headless training over the ROS 2 graph (robot-rl up sim: sim node, 2 x actor
+# + safety, replay, learner as real processes over Fast DDS), two simulated Pandas learning
+# `reach` until the learner's evaluation reaches 90 % (launch/config/sim_reach.yaml). Each run
+# gets its own directory runs/sim_reach_<date>; the runner prints where everything went.
+# DDS discovery stays on this machine unless you set ROS_AUTOMATIC_DISCOVERY_RANGE yourself.
+SIM_CONFIG ?= launch/config/sim_reach.yaml
+SIM_NAME   ?= sim_reach_$(shell date +%Y%m%d_%H%M%S)
+SIM_ARGS   ?= --until-success 0.9 --max-time 1800
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 sim: setup
-	$(VENV)/bin/robot-rl sim rollout $(SIM_ARGS)
+	$(VENV)/bin/robot-rl up sim --config $(SIM_CONFIG) --name $(SIM_NAME) $(SIM_ARGS)
 
 test: setup
 	$(PY) -m pytest -m 'not slow' $(PYTEST_ARGS)

@@ -61,6 +61,10 @@ EXIT_NODE_FAILED = 1
 _NAME_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Files that mark a directory as holding a run.
 RUN_MARKERS = ("config.yaml", "replay.zarr", "checkpoints", "graph")
+#: Safety rules that brake to zero (no trustworthy proposal or state, e-stop); the others clamp a
+#: proposal to the limits. Output periods are counted per rule (robot_rl.safety.Rule names).
+BRAKING_RULES = frozenset({"WATCHDOG", "STALE_STATE", "ESTOP", "NONFINITE", "BAD_LENGTH",
+                           "JOINT_ORDER"})
 #: Seconds the safety nodes keep running after the actors stopped (their watchdogs brake the
 #: arms to zero; the controller holds the last command once the safety node is gone).
 BRAKE_GRACE_S = 1.0
@@ -348,7 +352,7 @@ class Progress:
 
     def summary(self) -> dict[str, Any]:
         """The numbers of the progress line (None where no node reported them)."""
-        events = None
+        events = brakes = None
         for fqn, st in self.latest.items():
             if self.roles[fqn] != "safety":
                 continue
@@ -357,6 +361,10 @@ class Progress:
                     x = _number(v)
                     if x is not None:
                         events = (events or 0.0) + x
+                        if k[len("count."):].upper() in BRAKING_RULES:
+                            brakes = (brakes or 0.0) + x
+        if events is not None and brakes is None:
+            brakes = 0.0
         updates = self._first("learner", "updates")
         rate = self._first("learner", "updates_per_s")
         if updates is not None:  # fall back on the change of `updates` over the last ~10 s
@@ -380,6 +388,8 @@ class Progress:
             "policy_version": self._first("learner", "policy_version"),
             "replay_rows": self._first("replay", "rows"),
             "safety_events": events,
+            "safety_brakes": brakes,
+            "safety_clamps": None if events is None else events - (brakes or 0.0),
             "eval_success_rate": self._first("learner", "eval_success_rate"),
             "reporting": len(reporting),
             "nodes": len(self.roles),
@@ -398,7 +408,8 @@ class Progress:
             f"updates {_fmt_count(s['updates'])}{rate}",
             f"policy {policy}",
             f"replay rows {_fmt_count(s['replay_rows'])}",
-            f"safety events {_fmt_count(s['safety_events'])}",
+            f"safety {_fmt_count(s['safety_clamps'])} clamps / "
+            f"{_fmt_count(s['safety_brakes'])} brakes",
             f"eval success {_fmt_rate(s['eval_success_rate'])}",
             f"nodes {s['reporting']}/{s['nodes']}",
         ]

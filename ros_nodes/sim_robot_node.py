@@ -108,6 +108,11 @@ class SimRobotNode(Node):
         self._gated_since: float | None = None
         if self.lockstep and self.learner_gate:
             self.create_subscription(UInt64, allowance_topic, self.on_allowance, 10)
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_mark = (time.monotonic(), 0)
+        self.create_timer(1.0, self.publish_diagnostics)
         self.publish_states()
         self.get_logger().info(
             f"{n} sim robot(s) {namespaces} task={self.cfg.task.name} clock={self.cfg.sim.clock} "
@@ -222,6 +227,23 @@ class SimRobotNode(Node):
         ts.object_pose = [] if st.object_pose is None else st.object_pose.tolist()
         ts.episode_id = st.episode
         self.task_pubs[i].publish(ts)
+
+    def publish_diagnostics(self) -> None:
+        from robot_rl.ros_nodes.common import status_message
+
+        now = time.monotonic()
+        t0, n0 = self._diag_mark
+        rate = (self.sim.steps - n0) / max(now - t0, 1e-9)
+        self._diag_mark = (now, self.sim.steps)
+        gated = self.gated_s + (now - self._gated_since if self._gated_since else 0.0)
+        msg = ("waiting for the learner" if self._gated_since is not None else
+               "lockstep" if self.lockstep else "realtime")
+        self.diag_pub.publish(status_message(self, "ok", msg, {
+            "role": "sim", "robots": self.sim.num_robots, "steps": self.sim.steps,
+            "steps_per_s": f"{rate:.1f}", "sim_time_s": f"{self.sim.sim_time_ns * 1e-9:.2f}",
+            "lockstep_timeouts": self.timeouts, "learner_gated_s": f"{gated:.1f}",
+            "allowance": "" if self.allowance is None else self.allowance,
+            "rejected_commands": self.sim.rejected_commands}))
 
     def destroy_node(self):
         self.sim.close()

@@ -42,7 +42,8 @@ def test_progress_estop_and_ctrl_c_stop_every_node(ros_process, tmp_path):
     t0 = time.monotonic()
     runner, pids, estop = _start_runner(ros_process, tmp_path)
     # The monitor hears the safety node's diagnostics (watchdog counts: no actor runs).
-    line = runner.wait_for_line(r"safety events [1-9][0-9,]* \|.* nodes [12]/2", timeout=60)
+    line = runner.wait_for_line(
+        r"safety [0-9,]+ clamps / [1-9][0-9,]* brakes \|.* nodes [12]/2", timeout=60)
     assert "E-STOP" not in line.string, line.string
 
     # Latch: no confirmation, every safety/estop service found on the domain.
@@ -76,7 +77,7 @@ def test_progress_estop_and_ctrl_c_stop_every_node(ros_process, tmp_path):
 
 def test_a_killed_node_stops_the_run_naming_it(ros_process, tmp_path):
     runner, pids, _ = _start_runner(ros_process, tmp_path, "--max-time", "50")
-    runner.wait_for_line(r"safety events [1-9]", timeout=60)  # both are up and running
+    runner.wait_for_line(r"safety [0-9,]+ clamps / [1-9]", timeout=60)  # both are up and running
     os.kill(pids["/safety_node"], signal.SIGKILL)
     assert runner.wait(40) == 1, runner.tail()
     out = runner.output

@@ -85,7 +85,7 @@ def test_progress_line_sums_actors_and_safety_counts():
     clock = Clock()
     p = Progress(build_graph("sim", config_file="c.yaml", num_robots=2), clock=clock)
     assert p.line(0.0) == ("[    0.0 s] env steps - | episodes - | success - | updates - | "
-                           "policy - | replay rows - | safety events - | eval success - | "
+                           "policy - | replay rows - | safety - clamps / - brakes | eval success - | "
                            "nodes 0/7")
     assert p.update("/robot_0/actor_node", {"env_steps": "1200", "episodes": "24",
                                             "success_rate": "0.5"})
@@ -100,10 +100,12 @@ def test_progress_line_sums_actors_and_safety_counts():
     s = p.summary()
     assert s["env_steps"] == 2000 and s["episodes"] == 40 and s["success_rate"] == 0.375
     assert s["safety_events"] == 6 and s["estop_latched"] == ["/robot_1/safety_node"]
+    assert s["safety_brakes"] == 4 and s["safety_clamps"] == 2  # WATCHDOG brakes, JERK clamps
     assert s["silent"] == ["/sim_robot_node"]
     assert p.line(12.34) == (
         "[   12.3 s] env steps 2,000 | episodes 40 | success 38% | updates 5,000 (123.4/s) | "
-        "policy v7 | replay rows 2,000 | safety events 6 | eval success 92% | nodes 6/7 | "
+        "policy v7 | replay rows 2,000 | safety 2 clamps / 4 brakes | eval success 92% | "
+        "nodes 6/7 | "
         "E-STOP LATCHED: /robot_1/safety_node")
     clock.t += 6.0  # every status older than stale_after: nobody is reporting
     assert p.summary()["reporting"] == 0
