@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import signal
 import sys
 import threading
 import time
@@ -499,6 +500,10 @@ class ReplayNode(Node):
 
 def main(args=None) -> int:
     made: list[ReplayNode] = []
+    # rclpy's SIGTERM handler shuts the context down and then calls the handler installed
+    # before it -- by default SIG_DFL, which kills the process before the last commit. A Python
+    # handler that does nothing leaves the shutdown to rclpy: spin ends, destroy_node commits.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
     def make() -> ReplayNode:
         made.append(ReplayNode())

@@ -4,7 +4,8 @@
   every valid one is stored exactly once, the bad ones never, the acks reach each session's last
   seq, /diagnostics counts it all, Ctrl-C commits and exits 0;
 * SIGKILL mid-stream, restart on the same run directory, the test's "actors" re-send whatever is
-  not acknowledged (as the actor's outbox does): exactly once in the store;
+  not acknowledged (as the actor's outbox does): exactly once in the store; SIGTERM stops it
+  cleanly;
 * a second replay node on the same store exits 3, naming the first one (pid) as the lock holder;
 * the numpy decoding of serialized Transitions agrees with rclpy's serialization.
 """
@@ -256,7 +257,9 @@ def test_sigkill_restart_resend_exactly_once(ros_process, actors, tmp_path):
     assert resent > 0
     print(f"killed after {2 * killed_at} of {2 * n} sent, {acked_before} acknowledged; restart "
           f"resumed {resumed} rows; {resent} re-sent")
-    assert proc2.stop() == 0, proc2.tail()
+    proc2.popen.send_signal(signal.SIGTERM)  # a clean stop by SIGTERM too: commits, exits 0
+    assert proc2.wait(30) == 0, proc2.tail()
+    assert any("final: rows=" in line for line in proc2.lines), proc2.tail()
 
     cols = _stored(tmp_path)
     keys = _keys(cols)
