@@ -77,6 +77,53 @@ def episode_id_for(session: int, counter: int) -> int:
     return ((session & ((1 << 40) - 1)) << 24) | (counter & ((1 << 24) - 1))
 
 
+# --------------------------------------------------------------------------- inference
+
+
+class NumpyPolicy:
+    """The deterministic action of a :class:`~robot_rl.agents.checkpoint.LoadedPolicy` in numpy.
+
+    ``scale * tanh(MLP(clip((s - shift) * inv_std)))`` + bias (for a Gaussian actor: the mean
+    half of the last layer), float32 throughout like torch's CPU kernels. One control step of a
+    256x256 actor costs about 30 us here instead of about 250 us through torch's per-op
+    overhead: that time sits between a joint state and the command it causes. It agrees with the
+    torch module to float32 rounding (tests/unit/test_actor.py).
+    """
+
+    def __init__(self, loaded: Any) -> None:
+        sd = {k: v.detach().cpu().numpy() for k, v in loaded.actor.state_dict().items()}
+        arch = loaded.architecture
+        self.version = loaded.version
+        self.obs_dim, self.act_dim = int(arch["obs_dim"]), int(arch["act_dim"])
+        self.normalize = bool(arch["obs_normalization"])
+        self.clip = np.float32(arch["obs_clip"])
+        self.shift = sd["normalizer.shift"].astype(np.float32)
+        self.inv_std = sd["normalizer.inv_std"].astype(np.float32)
+        n = len(arch["hidden"]) + 1
+        self.W = [np.ascontiguousarray(sd[f"net.layers.{i}.weight"].T, dtype=np.float32)
+                  for i in range(n)]
+        self.b = [sd[f"net.layers.{i}.bias"].astype(np.float32) for i in range(n)]
+        self.gaussian = arch["kind"] == "gaussian"
+        self.scale = sd["action_scale"].astype(np.float32)
+        self.bias = sd["action_bias"].astype(np.float32)
+
+    def __call__(self, observation: Any) -> np.ndarray:
+        x = np.asarray(observation, dtype=np.float32)
+        if x.shape != (self.obs_dim,):
+            raise ValueError(f"observation: expected shape ({self.obs_dim},), got {x.shape}")
+        if self.normalize:
+            x = np.clip((x - self.shift) * self.inv_std, -self.clip, self.clip)
+        W, b = self.W, self.b
+        for i in range(len(W) - 1):
+            x = x @ W[i]
+            x += b[i]
+            np.maximum(x, 0.0, out=x)
+        u = x @ W[-1] + b[-1]
+        if self.gaussian:
+            u = u[: self.act_dim]
+        return (np.tanh(u) * self.scale + self.bias).astype(np.float32)
+
+
 # --------------------------------------------------------------------------- outbox
 
 
@@ -235,7 +282,7 @@ class ActorCore:
                              f"{self.config_hash!r} (architecture {json.dumps(self.architecture)})")
         if version <= self.policy_version and self.policy is not None:
             raise ValueError(f"version {version} is not newer than the current {self.policy_version}")
-        pol = load_policy(blob, expect_hash=self.config_hash)
+        pol = NumpyPolicy(load_policy(blob, expect_hash=self.config_hash))
         probe = pol(np.zeros(self.obs_spec.dim, np.float32))
         if probe.shape != (self.act_spec.dim,) or not np.all(np.isfinite(probe)):
             raise ValueError(f"the policy's output {probe!r} is not {self.act_spec.dim} finite values")

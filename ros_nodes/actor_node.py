@@ -134,6 +134,7 @@ class ActorNode(Node):
         self.applied_missing = 0
         self.sent = 0
         self.bad_states = 0
+        self.publish_failures = 0
         self._paused_logged = False
 
         # -- ROS ----------------------------------------------------------------------------
@@ -269,6 +270,7 @@ class ActorNode(Node):
                                     throttle_duration_sec=2.0)
             return
         core = self.core
+        completed = False
         if self.pending is not None:  # this state is the outcome of the pending step
             p, self.pending = self.pending, None
             reward, term, trunc, success = core.outcome(dist, p.step_index)
@@ -282,18 +284,30 @@ class ActorNode(Node):
             core.env_steps += 1
             p.completed_at = time.monotonic()
             self.awaiting[p.seq] = p
-            self._finalize_ready()
+            completed = True
             if term or trunc:
                 core.end_episode(success)
                 if cut:
                     self.mode = "paused"
                     self.get_logger().warning(
-                        f"outbox full: {len(self.outbox)} transitions unacknowledged (oldest "
-                        f"{self.outbox.oldest_age(time.monotonic()):.1f} s); episode cut, not "
-                        "proposing (the safety node brakes) until the replay acknowledges them")
+                        f"outbox full: {len(self.outbox) + len(self.awaiting)} transitions "
+                        f"unacknowledged (oldest {self.outbox.oldest_age(time.monotonic()):.1f} "
+                        "s); episode cut, not proposing (the safety node brakes) until the "
+                        "replay acknowledges them")
                 else:
                     self._start_reset()
+                self._finalize_ready()
                 return
+        try:
+            self._act(obs, q, dq, stamp, ts)
+        finally:
+            # The previous step's transition goes out after this step's proposal: its
+            # bookkeeping is not on the path from joint state to command.
+            if completed:
+                self._finalize_ready()
+
+    def _act(self, obs, q, dq, stamp, ts) -> None:
+        core = self.core
         if self.mode == "start":
             self._start_reset()
             return
@@ -306,7 +320,8 @@ class ActorNode(Node):
         if self.mode == "resetting":
             if self._reset_future is None:
                 return  # the request has not gone out yet (service not available)
-            if self._reset_from_episode is not None and int(ts.episode_id) == self._reset_from_episode:
+            if (self._reset_from_episode is not None
+                    and int(ts.episode_id) == self._reset_from_episode):
                 return  # the sim has not reset yet (its new state proves the reset)
             self.mode = "running"
             core.new_episode()
@@ -315,9 +330,10 @@ class ActorNode(Node):
             return
         if self.mode != "running":
             return
-        if self.outbox.full:  # the cut above prevents this; never propose with a full outbox
+        if len(self.outbox) + len(self.awaiting) >= self.outbox.capacity:
+            # the cut above prevents this; never propose with a full outbox
             self.mode = "paused"
-            self.core.end_episode(False)
+            core.end_episode(False)
             self.get_logger().warning(f"outbox full: {len(self.outbox)} transitions "
                                       "unacknowledged; not proposing")
             return
@@ -360,9 +376,17 @@ class ActorNode(Node):
             episode_id=p.episode_id, step_index=p.step_index, stamp_ns=p.stamp_ns,
             policy_version=p.policy_version, safety_rules=p.rules)
         core.seq += 1
-        self.transition_pub.publish(msg)
-        self.outbox.add(msg.seq, msg, time.monotonic())
+        self.outbox.add(msg.seq, msg, time.monotonic())  # kept until acknowledged, sent or not
         self.sent += 1
+        self._publish_transition(msg)
+
+    def _publish_transition(self, msg: Transition) -> None:
+        try:
+            self.transition_pub.publish(msg)
+        except Exception as e:  # noqa: BLE001 - "cannot publish data" when DDS is saturated
+            self.publish_failures += 1
+            self.get_logger().warning(f"transition {msg.seq} not sent ({e}); it stays in the "
+                                      "outbox and is re-sent", throttle_duration_sec=5.0)
 
     # -- episodes ---------------------------------------------------------------------------
 
@@ -404,7 +428,7 @@ class ActorNode(Node):
         now = time.monotonic()
         self._finalize_ready(now)
         for msg in self.outbox.due(now, limit=5000):
-            self.transition_pub.publish(msg)
+            self._publish_transition(msg)
         if self.mode == "resetting":
             fut = self._reset_future
             if fut is None:
@@ -434,7 +458,8 @@ class ActorNode(Node):
             "policy_version": core.policy_version, "policies_rejected": core.policies_rejected,
             "sent": self.sent, "outbox": len(self.outbox), "acked_seq": self.outbox.acked,
             "resent": self.outbox.resent, "applied_missing": self.applied_missing,
-            "bad_states": self.bad_states, "mode": self.mode,
+            "bad_states": self.bad_states, "publish_failures": self.publish_failures,
+            "mode": self.mode,
             "session": f"{self.session:#x}"}))
 
 

@@ -136,3 +136,32 @@ def test_action_limit_mismatch_names_the_fields():
     joint = config_from_dict({"task": {"joint_velocity_scale": 0.95}})
     assert "joint_velocity_scale" in action_limit_mismatch(joint)
     assert action_limit_mismatch(config_from_dict({})) is None
+
+
+@pytest.mark.parametrize("algo,norm", [("td3", True), ("svg0", True), ("td3", False)])
+def test_numpy_policy_matches_the_torch_actor(algo, norm):
+    import torch
+
+    from robot_rl.actor import NumpyPolicy
+    from robot_rl.agents.checkpoint import export_policy, load_policy
+    from robot_rl.agents.config import learner_config
+    from robot_rl.agents.learning import Learner
+
+    cfg = config_from_dict({"agent": {"algo": algo, "hidden": [64, 48],
+                                      "obs_normalization": norm}})
+    lc = learner_config(cfg.agent, cfg.replay)
+    low, high = np.full(7, -0.5, np.float32), np.ones(7, np.float32)  # not the unit box
+    learner = Learner(lc, 20, 7, action_low=low, action_high=high,
+                      device=torch.device("cpu"), seed=1)
+    rng = np.random.default_rng(0)
+    obs = rng.normal(0.3, 2.0, (500, 20)).astype(np.float32)
+    learner.actor.normalizer.update(torch.as_tensor(obs))  # non-trivial statistics
+    loaded = load_policy(export_policy(learner, 2))
+    fast = NumpyPolicy(loaded)
+    want = loaded(obs)
+    got = np.stack([fast(o) for o in obs])
+    assert got.dtype == np.float32 and got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    assert np.all(got >= low - 1e-6) and np.all(got <= high + 1e-6)
+    with pytest.raises(ValueError, match="observation"):
+        fast(np.zeros(19))
