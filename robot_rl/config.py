@@ -1,9 +1,9 @@
 """Typed configuration of every component (pydantic v2), loadable from YAML.
 
 One :class:`Config` holds a section per component: ``robot`` (profile: joint names, URDF,
-limits), ``task``, ``sim``, ``safety``, ``agent``, ``replay`` and ``run``. Unknown keys and bad
-values are refused with a :class:`ConfigError` whose lines name the field path, what was expected
-and what was given, e.g. ``robot.limits.dq_max: expected 7 values, got 6``.
+limits), ``task``, ``sim``, ``safety``, ``agent``, ``replay``, ``run`` and ``teleop``. Unknown
+keys and bad values are refused with a :class:`ConfigError` whose lines name the field path, what
+was expected and what was given, e.g. ``robot.limits.dq_max: expected 7 values, got 6``.
 
 ROS parameters of the nodes are generated from these models (never from string literals spread
 through the nodes), and ``robot-rl config show`` prints the resolved result.
@@ -396,6 +396,54 @@ class ReplayConfig(_Section):
     )
 
 
+# --------------------------------------------------------------------------- teleop
+
+
+class TeleopConfig(_Section):
+    """Teleoperation: how a SpaceMouse (spacenav) or a gamepad (joy) maps to the policy's actions.
+
+    ``None`` means "the default for this input and action mode" (robot_rl.teleop documents the
+    defaults); a button index of -1 disables that button.
+    """
+
+    input: Literal["spacenav", "joy"] = Field(
+        "spacenav", description="spacenav: geometry_msgs/Twist (motion) + sensor_msgs/Joy "
+        "(buttons) from the spacenav driver; joy: one sensor_msgs/Joy (axes and buttons) from "
+        "joy's game_controller_node")
+    mapping: Literal["auto", "direct", "cartesian"] = Field(
+        "auto", description="direct: device axes -> action elements; cartesian: device axes -> "
+        "end-effector velocity (v_x, v_y, v_z in units of task.ee_speed), mapped to joint "
+        "actions by damped least squares (joint action mode; needs joint states); auto: "
+        "cartesian for spacenav in joint mode, direct otherwise")
+    axes: tuple[int, ...] | None = Field(
+        None, description="device axis feeding each output element (action element, or v_x, "
+        "v_y, v_z with cartesian); spacenav: 0..5 = twist linear x, y, z, angular x, y, z; "
+        "joy: the Joy axes index; -1: always 0")
+    axis_scale: tuple[float, ...] | None = Field(
+        None, description="multiplier of each output element after the deadband (its sign is "
+        "the direction); the result is clipped to [-1, 1]")
+    shift_button: int | None = Field(
+        None, ge=-1, description="while held, shift_axes replace axes (a gamepad's second layer "
+        "for joints 5-7); -1: none")
+    shift_axes: tuple[int, ...] | None = Field(
+        None, description="device axis per output element while shift_button is held")
+    deadband: float = Field(
+        0.05, ge=0, lt=1, description="|device value| below this reads 0; above, the value is "
+        "rescaled so that full deflection still gives full scale")
+    deadman_button: int | None = Field(
+        None, ge=-1, description="the button that must be held for teleop to drive (released: "
+        "deadman false, zero action); spacenav: a button on its Joy topic")
+    success_button: int | None = Field(
+        None, ge=-1, description="button that marks the episode a success (once per press)")
+    failure_button: int | None = Field(
+        None, ge=-1, description="button that marks the episode a failure (once per press)")
+    discard_button: int | None = Field(
+        None, ge=-1, description="button that discards the episode (once per press)")
+    input_timeout: float = Field(
+        0.3, gt=0, description="s without a device message before the input counts as lost: "
+        "deadman false, zero action, and the deadman must be released and pressed again")
+
+
 # --------------------------------------------------------------------------- run
 
 
@@ -418,6 +466,10 @@ class RunConfig(_Section):
     demo_episodes: int = Field(
         0, ge=0, description="scripted demonstration episodes (reach) stored as source=demo "
         "before training")
+    rt_priority: int = Field(
+        0, ge=0, le=98, description="graph: SCHED_FIFO priority of the control path (sim node, "
+        "actors, safety nodes), so a busy learner cannot delay a command; 0: normal scheduling. "
+        "Needs root, CAP_SYS_NICE or an rtprio limit (the runner says when it was refused)")
 
     @field_validator("name")
     @classmethod
@@ -441,6 +493,7 @@ class Config(_Section):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    teleop: TeleopConfig = Field(default_factory=TeleopConfig)
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML (loads back to an equal Config)."""

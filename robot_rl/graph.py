@@ -67,6 +67,8 @@ class NodeSpec:
         parameters: ROS parameters (dotted names for nested robot_rl config fields).
         robot_id: the robot index for per-robot nodes, else None.
         nice: scheduling niceness the runner applies (the learner runs below the control loop).
+        rt_priority: SCHED_FIFO priority the runner applies (0: none; ``run.rt_priority`` for
+            the control path: sim, actors, safety nodes).
     """
 
     role: str
@@ -76,6 +78,7 @@ class NodeSpec:
     parameters: dict[str, Any] = field(default_factory=dict)
     robot_id: int | None = None
     nice: int = 0
+    rt_priority: int = 0
 
     @property
     def package(self) -> str:
@@ -134,7 +137,8 @@ def robot_namespaces(num_robots: int, namespaces: list[str] | None = None) -> li
 def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1,
                 namespaces: list[str] | None = None, run_dir: str | Path | None = None,
                 learner: bool = True, eval_in_sim: bool | None = None,
-                extra: dict[str, dict[str, Any]] | None = None) -> list[NodeSpec]:
+                extra: dict[str, dict[str, Any]] | None = None,
+                rt_priority: int = 0) -> list[NodeSpec]:
     """The graph's nodes, in start order (sim first, learner last).
 
     Args:
@@ -148,7 +152,10 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
         eval_in_sim: the learner evaluates its policy in its own PyBullet env (DESIGN §8);
             default True for ``sim``, False for ``robot``.
         extra: additional parameters per role (``{"actor": {...}, "learner": {...}}``).
+        rt_priority: SCHED_FIFO priority of the sim, actor and safety nodes (0: none).
     """
+    if not 0 <= rt_priority <= 98:
+        raise ValueError(f"rt_priority: expected 0..98, got {rt_priority}")
     if kind not in ("sim", "robot"):
         raise ValueError(f"graph kind: expected 'sim' or 'robot', got {kind!r}")
     ns = robot_namespaces(num_robots, namespaces)
@@ -174,18 +181,20 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
                                           "robot_namespaces": ns,
                                           # lockstep waits for the learner's UTD allowance
                                           "learner_gate": bool(learner),
-                                          **extra.get("sim", {})}))
+                                          **extra.get("sim", {})},
+                              rt_priority=rt_priority))
     for i, n in enumerate(ns):
         sp = params("safety")
         if kind == "sim" and run_dir is not None and "safety.estop_file" not in sp:
             # A sim robot's e-stop lives with its run (see sim_estop_files); a real arm's
             # in ~/.robot_rl/estop/, per robot and across runs.
             sp["safety.estop_file"] = str(sim_estop_file(run_dir, n))
-        nodes.append(NodeSpec("safety", "safety_node", "safety_node", n, sp, robot_id=i))
+        nodes.append(NodeSpec("safety", "safety_node", "safety_node", n, sp, robot_id=i,
+                              rt_priority=rt_priority))
         nodes.append(NodeSpec("actor", "actor_node", "actor_node", n,
                               params("actor", robot_id=i,
                                      reset_mode="service" if kind == "sim" else "homing"),
-                              robot_id=i))
+                              robot_id=i, rt_priority=rt_priority))
     nodes.append(NodeSpec("replay", "replay_node", "replay_node", "", params("replay")))
     if learner:
         ev = (kind == "sim") if eval_in_sim is None else eval_in_sim

@@ -175,7 +175,7 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
     if resume and not marker:
         raise ValueError(f"--resume: {rd} holds no run to resume (no {', '.join(RUN_MARKERS)})")
     nodes = build_graph(kind, config_file=rd / "config.yaml", num_robots=n, namespaces=ns,
-                        run_dir=rd, learner=learner)
+                        run_dir=rd, learner=learner, rt_priority=cfg.run.rt_priority)
     if roles is not None:
         roles = list(roles)
         unknown = sorted(set(roles) - set(ROLES))
@@ -264,8 +264,13 @@ def launch_nodes(plan: RunPlan) -> list:
                              "nothing)"))
         if spec.namespace:
             kwargs["namespace"] = spec.namespace
+        prefix = []
         if spec.nice:
-            kwargs["prefix"] = f"nice -n {int(spec.nice)}"
+            prefix.append(f"nice -n {int(spec.nice)}")
+        if spec.rt_priority:
+            prefix.append(f"chrt -f {int(spec.rt_priority)}")
+        if prefix:
+            kwargs["prefix"] = " ".join(prefix)
         out.append(Node(**kwargs))
     return out
 
@@ -474,12 +479,19 @@ class DiagnosticsListener:
 # --------------------------------------------------------------------------- processes
 
 
-def _child_setup(nice: int) -> Callable[[], None]:
-    """``preexec_fn`` of a node: niceness, and SIGTERM when the runner dies (Linux)."""
+def _child_setup(nice: int, rt_priority: int = 0) -> Callable[[], None]:
+    """``preexec_fn`` of a node: niceness or SCHED_FIFO priority (inherited by every thread the
+    node starts later), and SIGTERM when the runner dies (Linux). A refused real-time priority
+    leaves the node on normal scheduling; the runner checks and says so."""
 
     def setup() -> None:
         if nice:
             os.nice(nice)
+        if rt_priority:
+            try:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(rt_priority))
+            except (OSError, AttributeError):
+                pass
         try:
             import ctypes
 
@@ -709,13 +721,22 @@ class Runner:
                     popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, env=env,
                                              start_new_session=True,
-                                             preexec_fn=_child_setup(spec.nice))
+                                             preexec_fn=_child_setup(spec.nice,
+                                                                     spec.rt_priority))
                 except OSError as e:
                     self.say(f"robot-rl up: cannot start {spec.fully_qualified_name}: {e}")
                     return Child(spec, _FailedPopen(), log_path, time.monotonic())
             child = Child(spec, popen, log_path, time.monotonic(), log_offset=offset)
             self.children.append(child)
             nice = f", nice {spec.nice}" if spec.nice else ""
+            if spec.rt_priority:
+                try:
+                    rt = os.sched_getscheduler(popen.pid) == os.SCHED_FIFO
+                except OSError:
+                    rt = False
+                nice += (f", SCHED_FIFO {spec.rt_priority}" if rt else
+                         f", normal scheduling (SCHED_FIFO {spec.rt_priority} refused: needs "
+                         "root, CAP_SYS_NICE or an rtprio limit)")
             self.say(f"  started {child.name:<28} pid {popen.pid}{nice}, log {log_path}")
         return None
 

@@ -334,6 +334,10 @@ class SafetyNode(Node):
             cmd, report = self.filter.step(now, None, estop=True)
         if msg is not None:
             self._seq = msg.seq
+        if not (self.lockstep and self.trigger == "proposal"):
+            # AppliedCommand.stamp_ns: when the command left (after the filter's work), so that
+            # stamp minus the state's stamp is the whole state -> command latency.
+            stamp_ns = self.get_clock().now().nanoseconds
         self.publish_command(stamp_ns, cmd, report.rules)
 
     def publish_command(self, stamp_ns: int, cmd: np.ndarray, rules: Rule) -> None:

@@ -1,0 +1,423 @@
+#!/usr/bin/env python3
+"""Graph benchmark: the whole ROS 2 training graph as real processes over Fast DDS.
+
+Prints one JSON object. Every part starts the graph of ``robot_rl.graph`` (the node list of
+``robot-rl up sim`` and the launch files, through the runner's plan) with two sim robots, as
+real processes on this machine, and reads what it needs from the graph itself:
+
+* **lockstep** -- env steps/s through the whole graph in lockstep (sim -> actors -> safety
+  nodes -> sim, transitions -> replay), total and per robot, from the actors' ``env_steps``
+  on ``/diagnostics`` over a ``--duration`` window after a warm-up. Without the learner, and
+  with the learner training flat out beside it (``learner_gate`` off, ``agent.utd_ratio`` 20:
+  it never runs out of work; default 256x256 networks, batch 256, 1 thread, nice 10). Also
+  with the gate on (``make sim``'s configuration: the sim waits for the learner's UTD-1
+  allowance), where the env rate is the learner's update rate. Reference: raw in-process
+  physics of one robot, about 3,266 steps/s here (bench/sim_steps.py).
+* **latency** -- state -> command in real time (20 Hz sim): for every proposal, the time from
+  the joint state it answers (``ActionProposal.stamp_ns`` is that state's stamp, set by the
+  sim node when it published it) to the safety node's command for it (``AppliedCommand.stamp_ns``,
+  the safety node's clock at output; same machine, same clock). p50 / p99 / p99.9 / max per
+  run, without and with the learner training flat out, and both again with the control path
+  (sim, actors, safety nodes) at SCHED_FIFO priority ``--rt`` (``run.rt_priority``). Watchdog
+  outputs are not counted.
+* **ingest** -- transitions/s over ROS into the replay node alone: a publisher process sends
+  ``--ingest-rows`` valid transitions (obs 20, act 3) as fast as the replay acknowledges them
+  (at most ``--ingest-window`` unacknowledged, like an actor's outbox), timed from the first
+  message to the acknowledgement of the last; then the store is read back: ``lost`` and
+  ``duplicated`` must be 0.
+
+    python bench/graph.py                      # about 3-4 minutes
+    python bench/graph.py --quick              # CI: seconds per part, 1 robot
+    python bench/graph.py --parts lockstep,latency --duration 30
+
+Each part runs on its own ``ROS_DOMAIN_ID`` (``--domain``, default from the environment or
+a free one) with discovery on localhost only.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _meta() -> dict[str, Any]:
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"machine": platform.machine(), "processor": platform.processor(),
+            "cpus": os.cpu_count(), "python": platform.python_version(),
+            "git_commit": commit, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "load_avg_1m_start": os.getloadavg()[0]}
+
+
+# --------------------------------------------------------------------------- graph processes
+
+
+class Graph:
+    """The sim graph's nodes as processes, started from the runner's plan."""
+
+    def __init__(self, root: Path, name: str, overrides: list[str], *, robots: int,
+                 learner: bool, gate: bool = False, learner_params: dict | None = None):
+        from robot_rl.config import load_config
+        from robot_rl.runner import plan_run, write_run_files
+
+        cfg = load_config(None, overrides + [f"run.root={root}", f"run.name={name}"])
+        self.plan = plan_run("sim", cfg, robots=robots, learner=learner)
+        for spec in self.plan.nodes:
+            if spec.role == "sim":
+                spec.parameters["learner_gate"] = bool(gate and learner)
+            if spec.role == "learner" and learner_params:
+                spec.parameters.update(learner_params)
+        write_run_files(self.plan, sys.argv)
+        self.procs: list[tuple[Any, subprocess.Popen]] = []
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        for spec in self.plan.nodes:
+            log = open(self.plan.log_file(spec), "a")
+            cmd = self.plan.command(spec)
+            if spec.nice:
+                cmd = ["nice", "-n", str(spec.nice)] + cmd
+            if spec.rt_priority:
+                cmd = ["chrt", "-f", str(spec.rt_priority)] + cmd
+            self.procs.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                                      env=env, start_new_session=True)))
+
+    def check_alive(self) -> None:
+        for spec, p in self.procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"{spec.fully_qualified_name} exited ({p.returncode}); see "
+                                   f"{self.plan.log_file(spec)}")
+
+    def stop(self) -> None:
+        for spec, p in reversed(self.procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGINT)
+        end = time.monotonic() + 15
+        for spec, p in self.procs:
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+class Probe:
+    """Reads /diagnostics and (optionally) every robot's proposals and applied commands."""
+
+    def __init__(self, namespaces: list[str], latency: bool):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.ctx = rclpy.Context()
+        rclpy.init(context=self.ctx)
+        self.node = rclpy.create_node("graph_bench_probe", context=self.ctx)
+        self.status: dict[str, dict[str, str]] = {}
+        self.lock = threading.Lock()
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, 100)
+        self.proposals: dict[tuple[str, int], int] = {}
+        self.latencies: dict[str, list[float]] = {ns: [] for ns in namespaces}
+        self.watchdog_outputs = 0
+        self.recording = False
+        if latency:
+            from robot_rl.safety import Rule
+            from robot_rl_interfaces.msg import ActionProposal, AppliedCommand
+
+            self._wd = int(Rule.WATCHDOG)
+            for ns in namespaces:
+                pre = f"/{ns}" if ns else ""
+                self.node.create_subscription(
+                    ActionProposal, f"{pre}/rl/action_proposal",
+                    lambda m, ns=ns: self._proposal(ns, m), 100)
+                self.node.create_subscription(
+                    AppliedCommand, f"{pre}/safety/applied",
+                    lambda m, ns=ns: self._applied(ns, m), 100)
+        self.executor = SingleThreadedExecutor(context=self.ctx)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _diag(self, msg):
+        with self.lock:
+            for st in msg.status:
+                self.status[st.name.split(":")[0]] = {kv.key: kv.value for kv in st.values}
+
+    def _proposal(self, ns, m):
+        self.proposals[(ns, m.seq)] = m.stamp_ns
+
+    def _applied(self, ns, m):
+        t = self.proposals.pop((ns, m.proposal_seq), None)
+        if t is None:
+            return  # a later output for the same proposal, or one we did not see
+        if m.rules_fired & self._wd:
+            self.watchdog_outputs += 1
+            return
+        if self.recording:
+            self.latencies[ns].append((m.stamp_ns - t) * 1e-6)
+
+    def values(self, key: str, prefix: str) -> dict[str, float]:
+        with self.lock:
+            out = {}
+            for name, v in self.status.items():
+                if name.endswith(prefix) and key in v:
+                    try:
+                        out[name] = float(v[key])
+                    except ValueError:
+                        pass
+            return out
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(5)
+        self.node.destroy_node()
+        self.ctx.try_shutdown()
+
+
+def _wait(cond, timeout: float, graph: Graph, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        graph.check_alive()
+        if cond():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def _namespaces(robots: int) -> list[str]:
+    return [""] if robots == 1 else [f"robot_{i}" for i in range(robots)]
+
+
+BASE = ["task.action_mode=ee_velocity", "safety.ee_speed_max=0.55"]
+
+
+def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: float,
+                 warmup: float) -> dict[str, Any]:
+    name = f"lockstep_{'learner' if learner else 'nolearner'}{'_gated' if gate else ''}"
+    over = BASE + ["sim.clock=lockstep", "agent.warmup_steps=500"]
+    if learner and not gate:
+        over.append("agent.utd_ratio=20")
+    g = Graph(root, name, over, robots=robots, learner=learner, gate=gate)
+    probe = Probe(_namespaces(robots), latency=False)
+    try:
+        _wait(lambda: len(probe.values("env_steps", "actor_node")) == robots and
+              min(probe.values("env_steps", "actor_node").values()) > 0, 120, g, "actors")
+        if learner:
+            _wait(lambda: probe.values("updates", "learner_node").get("/learner_node", 0) > 0,
+                  120, g, "the learner to train")
+        time.sleep(warmup)
+        s0, t0 = probe.values("env_steps", "actor_node"), time.monotonic()
+        u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
+        time.sleep(duration)
+        g.check_alive()
+        s1, t1 = probe.values("env_steps", "actor_node"), time.monotonic()
+        u1 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
+        per = {k: (s1[k] - s0[k]) / (t1 - t0) for k in sorted(s1)}
+        return {"learner": learner, "learner_gate": gate, "robots": robots,
+                "env_steps_per_s_total": round(sum(per.values()), 1),
+                "env_steps_per_s_per_robot": {k: round(v, 1) for k, v in per.items()},
+                "learner_updates_per_s": round((u1 - u0) / (t1 - t0), 1) if learner else None,
+                "window_s": round(t1 - t0, 1)}
+    finally:
+        probe.close()
+        g.stop()
+
+
+def run_latency(root: Path, robots: int, learner: bool, duration: float,
+                warmup: float, rt: int = 0) -> dict[str, Any]:
+    name = f"latency_{'learner' if learner else 'nolearner'}_rt{rt}"
+    over = BASE + ["sim.clock=realtime", "agent.warmup_steps=200", "agent.utd_ratio=20",
+                   f"run.rt_priority={rt}"]
+    g = Graph(root, name, over, robots=robots, learner=learner)
+    probe = Probe(_namespaces(robots), latency=True)
+    try:
+        _wait(lambda: len(probe.values("env_steps", "actor_node")) == robots and
+              min(probe.values("env_steps", "actor_node").values()) > 0, 120, g, "actors")
+        if learner:
+            _wait(lambda: probe.values("updates", "learner_node").get("/learner_node", 0) > 0,
+                  120, g, "the learner to train")
+        time.sleep(warmup)
+        probe.recording = True
+        u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
+        t0 = time.monotonic()
+        time.sleep(duration)
+        probe.recording = False
+        g.check_alive()
+        u1 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
+        lat = np.array([x for v in probe.latencies.values() for x in v])
+        if lat.size == 0:
+            raise RuntimeError("no proposal/command pairs recorded")
+        q = np.percentile(lat, [50, 99, 99.9])
+        return {"learner": learner, "rt_priority": rt, "robots": robots,
+                "samples": int(lat.size),
+                "p50_ms": round(float(q[0]), 3), "p99_ms": round(float(q[1]), 3),
+                "p99_9_ms": round(float(q[2]), 3), "max_ms": round(float(lat.max()), 3),
+                "mean_ms": round(float(lat.mean()), 3),
+                "learner_updates_per_s": (round((u1 - u0) / (time.monotonic() - t0), 1)
+                                          if learner else None)}
+    finally:
+        probe.close()
+        g.stop()
+
+
+INGEST_PUBLISHER = r'''
+import sys, time, array
+import numpy as np
+import rclpy
+from robot_rl.ros_nodes.common import ACK_QOS, TRANSITION_QOS
+from robot_rl_interfaces.msg import ReplayAck, Transition
+n, window, sessions = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rclpy.init()
+node = rclpy.create_node("ingest_bench_publisher")
+pub = node.create_publisher(Transition, "/rl/transitions", TRANSITION_QOS)
+acked = {}
+node.create_subscription(ReplayAck, "/rl/replay_ack",
+                         lambda m: acked.__setitem__(m.actor_session, max(acked.get(m.actor_session, -1), m.committed_seq)), ACK_QOS)
+from robot_rl.config import load_config
+from robot_rl.tasks import make_task
+cfg = load_config(None, ["task.action_mode=ee_velocity"])
+spec = make_task(cfg.task, cfg.robot).observation_spec   # valid rows only: inside the spec
+rng = np.random.default_rng(0)
+obs = (spec.low + (spec.high - spec.low) * rng.uniform(0.25, 0.75, (1024, spec.dim))).astype(np.float32)
+act = rng.uniform(-1, 1, (1024, 3)).astype(np.float32)
+def msg(s, i):
+    k = i % 1024
+    return Transition(observation=array.array("f", obs[k].tobytes()), action=array.array("f", act[k].tobytes()),
+                      next_observation=array.array("f", obs[(k + 1) % 1024].tobytes()), reward=-0.1,
+                      terminated=False, truncated=(i % 50 == 49), source=0, robot_id=s, actor_session=1000 + s,
+                      seq=i, episode_id=i // 50, step_index=i % 50, stamp_ns=i, policy_version=0, safety_rules=0)
+# wait for the replay's subscription
+end = time.monotonic() + 60
+while pub.get_subscription_count() == 0 and time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+per = n // sessions
+sent = [0] * sessions
+t0 = time.perf_counter()
+resent = 0
+last_progress, last_acked = time.monotonic(), None
+while min(acked.get(1000 + s, -1) for s in range(sessions)) < per - 1:
+    for s in range(sessions):
+        a = acked.get(1000 + s, -1)
+        while sent[s] < per and sent[s] - a <= window:
+            pub.publish(msg(s, sent[s])); sent[s] += 1
+    rclpy.spin_once(node, timeout_sec=0.0005)
+    progress = sum(acked.values())
+    if progress != last_acked:
+        last_acked, last_progress = progress, time.monotonic()
+    elif time.monotonic() - last_progress > 2.0:   # stalled: re-send what is unacknowledged
+        for s in range(sessions):
+            for i in range(acked.get(1000 + s, -1) + 1, sent[s]):
+                pub.publish(msg(s, i)); resent += 1
+        last_progress = time.monotonic()
+t1 = time.perf_counter()
+print(f"RESULT {n} {t1 - t0:.6f} {resent}", flush=True)
+'''
+
+
+def run_ingest(root: Path, rows: int, window: int, sessions: int) -> dict[str, Any]:
+    over = BASE + ["replay.flush_interval=0.1"]
+    from robot_rl.config import load_config
+    from robot_rl.runner import plan_run, write_run_files
+
+    cfg = load_config(None, over + [f"run.root={root}", "run.name=ingest"])
+    plan = plan_run("sim", cfg, robots=1, learner=False, roles=["replay"])
+    write_run_files(plan, sys.argv)
+    spec = plan.nodes[0]
+    log = open(plan.log_file(spec), "a")
+    replay = subprocess.Popen(plan.command(spec), stdout=log, stderr=subprocess.STDOUT,
+                              start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        out = subprocess.run([sys.executable, "-c", INGEST_PUBLISHER, str(rows), str(window),
+                              str(sessions)], capture_output=True, text=True, timeout=600)
+        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+        if line is None:
+            raise RuntimeError(f"ingest publisher failed:\n{out.stdout[-2000:]}\n"
+                               f"{out.stderr[-2000:]}")
+        _, n, secs, resent = line.split()
+        n, secs, resent = int(n), float(secs), int(resent)
+    finally:
+        os.killpg(replay.pid, signal.SIGINT)
+        replay.wait(30)
+    from robot_rl.replay import ReplayReader
+
+    r = ReplayReader(plan.run_dir / "replay.zarr")
+    cols = r.read(0, len(r), ("actor_session", "seq"))
+    per = n // sessions
+    lost = dup = 0
+    for s in range(sessions):
+        seq = np.sort(cols["seq"][cols["actor_session"] == 1000 + s])
+        u = np.unique(seq)
+        dup += len(seq) - len(u)
+        lost += per - len(np.intersect1d(u, np.arange(per)))
+    return {"rows": per * sessions, "sessions": sessions, "window": window,
+            "seconds": round(secs, 3), "transitions_per_s": round(per * sessions / secs, 1),
+            "resent": resent, "lost": int(lost), "duplicated": int(dup),
+            "stored_rows": len(r), "fsync": bool(cfg.replay.fsync)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="CI mode: seconds per part")
+    ap.add_argument("--parts", default="lockstep,latency,ingest")
+    ap.add_argument("--robots", type=int, default=2)
+    ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
+    ap.add_argument("--warmup", type=float, default=5.0, help="s after start-up before measuring")
+    ap.add_argument("--rt", type=int, default=20,
+                    help="also measure latency with the control path at this SCHED_FIFO "
+                         "priority (run.rt_priority; 0: skip; needs root/CAP_SYS_NICE)")
+    ap.add_argument("--ingest-rows", type=int, default=100_000)
+    ap.add_argument("--ingest-window", type=int, default=20_000)
+    ap.add_argument("--ingest-sessions", type=int, default=2)
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.robots, args.duration, args.warmup = 1, 3.0, 1.0
+        args.ingest_rows, args.ingest_window = 4000, 2000
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(parts) - {"lockstep", "latency", "ingest"}
+    if unknown:
+        ap.error(f"--parts: unknown {sorted(unknown)}; expected lockstep, latency, ingest")
+    res: dict[str, Any] = {"bench": "graph", "quick": args.quick, **_meta(),
+                           "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0")}
+    with tempfile.TemporaryDirectory(prefix="robot_rl_graph_bench_") as tmp:
+        root = Path(tmp)
+        if "lockstep" in parts:
+            cases = [(False, False), (True, False)] + ([] if args.quick else [(True, True)])
+            res["lockstep"] = [run_lockstep(root, args.robots, lrn, gate, args.duration,
+                                            args.warmup) for lrn, gate in cases]
+        if "latency" in parts:
+            cases = [(False, 0), (True, 0)] + ([] if args.quick or not args.rt else
+                                               [(False, args.rt), (True, args.rt)])
+            res["latency"] = [run_latency(root, args.robots, lrn, args.duration, args.warmup, rt)
+                              for lrn, rt in cases]
+        if "ingest" in parts:
+            res["ingest"] = run_ingest(root, args.ingest_rows, args.ingest_window,
+                                       args.ingest_sessions)
+    res["load_avg_1m_end"] = os.getloadavg()[0]
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
