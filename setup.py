@@ -52,6 +52,7 @@ setup(
         "safetensors>=0.4",
         "torch>=2.2",
         "matplotlib>=3.7",  # robot-rl plot: learning curves as PNG
+        "rosbags>=0.11,<0.12",  # robot-rl demos import: pure-Python rosbag2 (MCAP + sqlite3) reader
     ],
     extras_require={
         "test": [

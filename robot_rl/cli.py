@@ -27,6 +27,8 @@ examples:
   robot-rl up sim --robots 2 --name reach2 --until-success 0.9   # the ROS graph, headless
   robot-rl up robot --config lab.yaml --dry-run     # print each node's command line
   robot-rl estop                                    # latch every robot's e-stop
+  robot-rl demos import yesterday_bag --store runs/reach/replay.zarr --dry-run
+  robot-rl demos list runs/reach/replay.zarr        # demo episodes: counts, success, returns
 
 Configuration: --config FILE loads YAML sections (robot, task, sim, safety, agent, replay, run);
 KEY=VALUE arguments override single fields. Unknown keys and bad values are refused with the
@@ -182,6 +184,131 @@ def cmd_replay_verify(args: argparse.Namespace) -> int:
         print(f"{'ok' if res.ok else 'DAMAGED'}: {args.path}: {res.rows} committed rows, "
               f"{len(res.problems)} problem(s)")
     return 0 if res.ok else 1
+
+
+# --------------------------------------------------------------------------- demos
+
+
+def cmd_demos_import(args: argparse.Namespace) -> int:
+    from robot_rl.demos import ImportOptions, TopicNames, import_bag
+    from robot_rl.replay import StoreLockedError
+
+    cfg = _config(args)
+    topics = TopicNames(joint_states=args.joint_states_topic, teleop=args.teleop_topic,
+                        commands=args.commands_topic, task_state=args.task_topic,
+                        namespace=args.namespace or "")
+    opts = ImportOptions(topics=topics, robot_id=args.robot_id, episodes_file=args.episodes,
+                         action_source=args.action_source, distro=args.distro,
+                         max_gap=args.max_gap, jitter=args.jitter,
+                         allow_reimport=args.allow_reimport)
+    try:
+        res = import_bag(args.bag, args.store, cfg, opts, dry_run=args.dry_run)
+    except StoreLockedError as e:
+        raise CliError(f"--store {args.store}: {e}") from None
+    doc = res.to_dict()
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    print(f"bag {doc['bag']} ({doc['storage']}: {', '.join(doc['files']) or '?'}), "
+          f"{doc['duration_s']:.2f} s")
+    for t in doc["topics"]:
+        rate = "" if t["rate_hz"] is None else f", {t['rate_hz']:.1f} Hz"
+        print(f"  {t['role']}: {t['name']} ({t['type']}), {t['messages']} messages{rate}")
+    print(f"  actions from {doc['action_source']}; episodes from {doc['boundaries']}; "
+          f"resampled to {doc['control_hz']:g} Hz; robot_id {doc['robot_id']}, actor_session "
+          f"{hex(doc['actor_session'])}")
+    for e in doc["episodes"]:
+        print(f"  episode {e['episode']} [{e['origin']}] {e['start_s']:.2f}-{e['end_s']:.2f} s: "
+              f"{e['steps']} steps, {'success' if e['success'] else 'no success'} "
+              f"({'terminated' if e['terminated'] else 'truncated'}), return {e['return']:.3f}, "
+              f"final distance {e['final_distance']:.3f} m, episode_id {e['episode_id']}")
+    for d in doc["dropped"]:
+        print(f"  dropped: {d}")
+    for n in doc["notes"]:
+        print(f"  note: {n}")
+    n_eps, rows = len(doc["episodes"]), doc["rows"]
+    if not res.written:
+        print(f"dry run: would append {n_eps} episode(s), {rows} rows "
+              f"({doc['already_stored_rows']} already in the store) to {res.store}"
+              + (" (a new store)" if res.created_store else ""))
+    else:
+        print(f"{res.store}: appended {doc['added_rows']} rows of {n_eps} episode(s) as "
+              f"source=demo ({doc['duplicate_rows']} already stored)"
+              + ("; store created" if res.created_store else ""))
+    return 0
+
+
+def _stats_text(s: dict | None, fmt: str = ".3f") -> str:
+    if not s:
+        return "-"
+    return f"{s['mean']:{fmt}} ({s['min']:{fmt}}..{s['max']:{fmt}})"
+
+
+def cmd_demos_list(args: argparse.Namespace) -> int:
+    from robot_rl.demos.summary import summary
+
+    doc = summary(args.path)
+    if args.json:
+        print(json.dumps(doc, indent=1))
+        return 0
+    src = doc["rows_by_source"]
+    print(f"replay store {doc['path']}: {doc['rows']} committed rows (policy {src['policy']}, "
+          f"demo {src['demo']}, intervention {src['intervention']})")
+    for name, g in doc["by_source"].items():
+        print(f"  {name}: {g['episodes']} episodes, {g['rows']} rows, {g['successes']} "
+              f"successful; length {_stats_text(g['length'], '.1f')}; return "
+              f"{_stats_text(g['return'])}")
+    for rid, g in doc["by_robot"].items():
+        print(f"  robot {rid}: {g['episodes']} episodes, {g['rows']} rows, {g['successes']} "
+              "successful")
+    for sess, g in doc["sessions"].items():
+        print(f"  session {sess}: {g['episodes']} episodes ({', '.join(g['sources'])}), "
+              f"{g['rows']} rows, robots {', '.join(map(str, g['robots']))}")
+    return 0
+
+
+def cmd_demos_show(args: argparse.Namespace) -> int:
+    from robot_rl.demos import summary as S
+
+    if args.episode is None:
+        eps = S.episodes(args.path)
+        if args.robot is not None:
+            eps = [e for e in eps if e["robot_id"] == args.robot]
+        if args.json:
+            print(json.dumps(eps, indent=1))
+            return 0
+        print(f"{'robot':>5} {'episode_id':>20} {'source':<12} {'rows':>5} {'success':<7} "
+              f"{'return':>9} {'seconds':>7}  session")
+        for e in eps:
+            print(f"{e['robot_id']:>5} {e['episode_id']:>20} {e['source']:<12} {e['rows']:>5} "
+                  f"{str(e['success']).lower():<7} {e['return']:>9.3f} {e['duration_s']:>7.2f}  "
+                  f"{hex(e['actor_session'])}" + ("" if e["complete"] else "  (incomplete)"))
+        print(f"{len(eps)} demo/intervention episode(s)")
+        return 0
+    try:
+        episode = int(args.episode, 0)
+    except ValueError:
+        raise CliError(f"--episode: expected an episode id (integer), got {args.episode!r}")
+    ep = S.episode_rows(args.path, episode, args.robot)
+    rows = ep["rows"]
+    if args.json:
+        print(json.dumps({**{k: v for k, v in ep.items() if k != "rows"},
+                          "rows": {k: v.tolist() for k, v in rows.items()}}, indent=1))
+        return 0
+    names = {0: "policy", 1: "demo", 2: "intervention"}
+    t0 = int(rows["stamp_ns"][0])
+    print(f"robot {ep['robot_id']} episode {ep['episode_id']}: {len(rows['reward'])} steps, "
+          f"return {float(rows['reward'].sum(dtype='float64')):.3f}, actor_session "
+          f"{hex(int(rows['actor_session'][0]))}")
+    print(f"  actions: {', '.join(ep['action_names'])}")
+    for k in range(len(rows["reward"])):
+        flags = ("terminated" if rows["terminated"][k] else "") + \
+            ("truncated" if rows["truncated"][k] else "")
+        act = " ".join(f"{x:+.2f}" for x in rows["action"][k])
+        print(f"  {int(rows['step_index'][k]):>4} {(int(rows['stamp_ns'][k]) - t0) / 1e9:>7.2f}s "
+              f"{names.get(int(rows['source'][k]), '?'):<12} r={float(rows['reward'][k]):+.4f} "
+              f"a=[{act}] {flags}")
+    return 0
 
 
 # --------------------------------------------------------------------------- learning
@@ -457,6 +584,68 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for every service's answer (default 10)")
     p.set_defaults(func=cmd_estop)
+
+    p_demo = sub.add_parser(
+        "demos", help="demonstrations: import rosbag2 recordings, list / show demo episodes",
+        description="Teleoperated demonstrations in a replay store: import a rosbag2 bag "
+        "(MCAP or sqlite3; no ROS needed), summarise what a store holds.")
+    demo_sub = p_demo.add_subparsers(dest="demos_command", metavar="SUBCOMMAND")
+    p = demo_sub.add_parser(
+        "import", help="append a rosbag2 recording's episodes (source=demo) to a store",
+        description="Read a rosbag2 bag (directory with metadata.yaml, or one .mcap/.db3 file) "
+        "with the rosbags library: joint states (any rate and joint order), the teleop topic "
+        "(or, without it, the applied joint velocity commands) and the task state. Episodes "
+        "come from --episodes, else the bag's episode marks (success / failure end one, "
+        "discard drops it), else the whole bag. They are resampled to sim.control_hz (joint "
+        "states interpolated linearly, task state and teleop held), rewarded with the task's "
+        "functions and appended whole. Every message is checked before anything is written: a "
+        "bad bag imports nothing and the error names the file, topic, type and message. "
+        "Re-importing the same bag with the same settings adds nothing.")
+    p.add_argument("bag", metavar="BAG", help="bag directory or .mcap / .db3 file")
+    p.add_argument("--store", required=True, metavar="PATH",
+                   help="replay store (created with the config's specs if missing)")
+    _add_config_args(p)
+    p.add_argument("--robot-id", type=int, default=0, help="robot_id of the rows (default 0)")
+    p.add_argument("--namespace", metavar="NS",
+                   help="the robot's namespace: relative topic names resolve under /NS/")
+    p.add_argument("--joint-states-topic", default="joint_states", metavar="NAME")
+    p.add_argument("--teleop-topic", default="rl/teleop", metavar="NAME")
+    p.add_argument("--commands-topic", default="joint_velocity_controller/commands",
+                   metavar="NAME")
+    p.add_argument("--task-topic", default="task_state", metavar="NAME")
+    p.add_argument("--action-source", choices=("auto", "teleop", "commands"), default="auto",
+                   help="auto (default): the teleop topic if recorded, else the commands")
+    p.add_argument("--episodes", metavar="FILE",
+                   help="episode time ranges, YAML or CSV: start,end[,success] in seconds "
+                   "from the bag start (overrides the bag's episode marks)")
+    p.add_argument("--distro", default="kilted", help="ROS 2 distro of the standard message "
+                   "types (humble, iron, jazzy, kilted; default kilted)")
+    p.add_argument("--max-gap", type=float, metavar="S",
+                   help="refuse joint-state gaps / command ages above S seconds (default "
+                   "max(0.1, 2 control periods))")
+    p.add_argument("--jitter", type=float, default=0.25, metavar="F",
+                   help="a teleop command up to F control periods after a tick belongs to "
+                   "it (default 0.25)")
+    p.add_argument("--allow-reimport", action="store_true",
+                   help="import a recording already in the store with other settings")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything and report what would be imported; write nothing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_demos_import)
+    p = demo_sub.add_parser("list", help="demo / intervention episodes: counts, lengths, "
+                            "success, returns by source, robot and session")
+    p.add_argument("path", metavar="PATH", help="store directory or fsspec URL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demos_list)
+    p = demo_sub.add_parser("show", help="one line per demo episode, or one episode's steps",
+                            description="Without --episode: one line per demo / intervention "
+                            "episode. With --episode ID: its rows step by step.")
+    p.add_argument("path", metavar="PATH", help="store directory or fsspec URL")
+    p.add_argument("--episode", metavar="ID", help="an episode id (decimal or 0x hex)")
+    p.add_argument("--robot", type=int, metavar="R", help="only robot R")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_demos_show)
+    p_demo.set_defaults(func=lambda _a: (p_demo.print_help(), 2)[1])
 
     # Subcommand groups without a subcommand print their help.
     for grp in (p_cfg, p_sim, p_rep):
