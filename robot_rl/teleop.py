@@ -48,10 +48,10 @@ Defaults (``None`` in the config)
 Deadman and input loss
     The deadman button must be held: released -> ``deadman`` false and a zero action. No device
     message for ``input_timeout`` s (either topic for spacenav) -> the input is lost: deadman
-    false, zero action, and the deadman must be released and pressed again before teleop drives
-    once more (a button held through a dropout never re-engages by itself). At start the
-    deadman is armed once it has been seen released (spacenav reports buttons as events, so its
-    buttons start released). ``cartesian`` also needs a joint state no older than
+    false, zero action, and a deadman held through the dropout does not re-engage until it has
+    been released and pressed again. The deadman engages only after it has been seen released
+    (spacenav reports buttons as events, so its buttons start released; a joy deadman held at
+    start must be released first). ``cartesian`` also needs a joint state no older than
     ``input_timeout``.
 
 Episode marks
@@ -330,6 +330,8 @@ class TeleopMapper:
     def on_buttons(self, buttons: Sequence[int], now: float) -> None:
         """Button states (Joy ``buttons``); indices beyond the array keep their state."""
         self._t_buttons = now
+        if self._down[self.m.deadman_button] is False:
+            self._armed = True  # seen released: a press from here on engages
         for b in self._watched:
             if b >= len(buttons):
                 continue
@@ -340,7 +342,7 @@ class TeleopMapper:
                 mark = self._mark_of[b]
                 self.pending.append(mark)
                 self.marks_fired[mark] += 1
-        if self._down[self.m.deadman_button] is False and not self._stale(now):
+        if self._down[self.m.deadman_button] is False:
             self._armed = True
 
     def on_joy(self, axes: Sequence[float], buttons: Sequence[int], now: float) -> bool:

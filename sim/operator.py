@@ -18,8 +18,9 @@ How it drives (one :meth:`ScriptedOperator.step` per control period):
   (white noise), a slow drift (Ornstein-Uhlenbeck) and, on a SpaceMouse, some rotation picked up
   with the translation (cross-talk the mapping must ignore);
 * **suboptimal, sometimes**: per episode it may move along the largest error first (an L-shaped
-  path), brake late (a higher gain: overshoot with its reaction delay), and it pauses now and
-  then (hand still, deadman held);
+  path), brake late (a higher gain: overshoot with its reaction delay; once it sees the hand
+  moving away from a goal it nearly reached it becomes more careful, ``careful_gain``), and it
+  pauses now and then (hand still, deadman held);
 * **deadman**: pressed ``grab_time`` after the episode starts, held while driving, released after
   the mark;
 * **episode marks**: success once the end-effector has looked well within ``task.success_threshold``
@@ -60,6 +61,7 @@ class OperatorParams:
     axis_by_axis: float = 0.3  #: probability per episode: largest error axis first
     overshoot: float = 0.3  #: probability per episode: brakes late (gain x overshoot_gain)
     overshoot_gain: float = 1.6
+    careful_gain: float = 0.6  #: after it sees itself move away from a near goal: gain x this
     hesitation_rate: float = 0.2  #: pauses per second while driving
     hesitation_time: tuple[float, float] = (0.1, 0.3)  #: s per pause
     success_hold: int = 2  #: steps seen within the success threshold before marking success
@@ -104,6 +106,8 @@ class _Episode:
     inside: int = 0
     pause_left: int = 0
     last_seen: np.ndarray | None = None
+    last_dist: float | None = None
+    receding: bool = False
 
 
 class ScriptedOperator:
@@ -221,6 +225,10 @@ class ScriptedOperator:
 
         if ep.phase == "drive":
             dist = float(np.linalg.norm(ep.goal - seen))
+            receding = ep.last_dist is not None and dist > ep.last_dist + 1e-3
+            if receding and not ep.receding and dist < 3.0 * self.threshold:
+                ep.gain *= p.careful_gain  # overshot a goal it nearly had: slower from here on
+            ep.receding, ep.last_dist = receding, dist
             speed = (float(np.linalg.norm(seen - ep.last_seen)) / self.dt
                      if ep.last_seen is not None else math.inf)
             ep.last_seen = seen
