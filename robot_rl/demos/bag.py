@@ -102,8 +102,11 @@ def make_typestore(distro: str = "kilted", msg_dir: str | Path | None = None):
     ``msg_dir`` overrides where the ``.msg`` files are read from (default: the first of
     :func:`interface_msg_dirs` that holds them all).
     """
-    from rosbags.typesys import Stores, get_typestore, get_types_from_msg
-
+    try:
+        from rosbags.typesys import Stores, get_typestore, get_types_from_msg
+    except ImportError:
+        raise ValueError("reading rosbag2 bags needs the 'rosbags' package (pip install "
+                         "rosbags; setup.py installs it)") from None
     if distro not in DISTROS:
         raise ValueError(f"--distro: expected one of {', '.join(DISTROS)}, got {distro!r}")
     ts = get_typestore(Stores[f"ROS2_{distro.upper()}"])
@@ -190,6 +193,9 @@ class BagData:
     #: sha256 over (role, timestamp, raw CDR bytes) of every message read: the same recording
     #: gives the same digest wherever it is copied and whichever storage format holds it.
     digest: str
+    #: The same over the joint states alone: the robot's motion, which identifies a recording
+    #: whichever other topics are read from it.
+    motion_digest: str
 
 
 # --------------------------------------------------------------------------- reading
@@ -355,6 +361,7 @@ def _read(reader: Any, ts: Any, where: _Where, storage: str, files: list[str], p
     start_ns = int(reader.start_time)
     end_ns = int(reader.end_time)
     h = hashlib.sha256(b"robot_rl.demos.bag/1")
+    h_motion = hashlib.sha256(b"robot_rl.demos.motion/1")
     js = _JointParser(joint_names)
     task = _TaskParser(task_name, needs_object)
     act = _TeleopParser(action_dim) if act_role == "teleop" else _CommandParser(n)
@@ -392,8 +399,11 @@ def _read(reader: Any, ts: Any, where: _Where, storage: str, files: list[str], p
         except ValueError as e:
             raise BagError(f"{where.msg(names[role], conn.msgtype, i, t_ns, start_ns)}: "
                            f"{e}") from None
-        h.update(role.encode() + b"\0" + t_ns.to_bytes(8, "little", signed=True)
-                 + len(raw).to_bytes(8, "little") + bytes(raw))
+        record = (role.encode() + b"\0" + t_ns.to_bytes(8, "little", signed=True)
+                  + len(raw).to_bytes(8, "little") + bytes(raw))
+        h.update(record)
+        if role == "joint_states":
+            h_motion.update(record)
     for role, want in expected_counts.items():
         got = counts[role]
         msgtype = {"joint_states": JOINT_STATE_TYPE, "task_state": TASK_STATE_TYPE,
@@ -410,7 +420,7 @@ def _read(reader: Any, ts: Any, where: _Where, storage: str, files: list[str], p
             for role in ("joint_states", act_role, "task_state")]
     return BagData(path=path, storage=storage, files=files, start_ns=start_ns, end_ns=end_ns,
                    joints=js.stream(), actions=act.stream(), task=task.stream(), topics=uses,
-                   digest=h.hexdigest())
+                   digest=h.hexdigest(), motion_digest=h_motion.hexdigest())
 
 
 def _namespace_hint(name: str, by_topic: dict[str, list[Any]]) -> str:

@@ -39,9 +39,10 @@ forward kinematics), next observation at ``t_k+1``, reward ``task.reward`` of th
 on the last row; ``source`` = demo, ``policy_version`` 0, ``stamp_ns`` = ``t_k``.
 
 **Exactly-once**: ``actor_session`` is derived from the recording and the import settings: a
-digest of every message read (timestamps + bytes; not the path, so a copied or re-encoded bag is
-the same recording) in bits 16..61 and a hash of the settings that shape the rows (task, robot,
-control rate, topics, boundaries) in bits 0..15 (bit 62 set: never 0). ``seq`` runs 0, 1, ...
+digest of the joint states (timestamps + bytes; not the path, so a copied or re-encoded bag is
+the same recording) in bits 32..61, and a hash of everything else that shapes the rows (every
+message read, task, robot, control rate, topics, boundaries) in bits 0..31; bit 62 is set, so
+it is never 0. ``seq`` runs 0, 1, ...
 over the imported rows, ``episode_id = episode_id_for(session, i)``. Re-importing the same bag
 with the same settings adds nothing (every key is a duplicate); an import interrupted after some
 episodes completes on the next run. Importing the same recording with other settings would store
@@ -520,16 +521,20 @@ def _settings_hash(cfg: Config, bag: BagData, boundaries: str, segments: list[Se
         "task": cfg.task.model_dump(mode="json"), "robot": cfg.robot.model_dump(mode="json"),
         "topics": {t.role: t.name for t in bag.topics}, "action_source": bag.actions.kind,
         "boundaries": boundaries, "segments": [[s.start_ns, s.end_ns] for s in segments],
-        "jitter": opts.jitter,
+        "jitter": opts.jitter, "digest": bag.digest,
     }
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
-    return int.from_bytes(hashlib.sha256(raw).digest()[:2], "little")
+    return int.from_bytes(hashlib.sha256(raw).digest()[:4], "little")
 
 
-def bag_session_prefix(digest: str) -> int:
-    """The recording's part of a session id (bits 16..62), from the bag digest."""
-    h = int.from_bytes(hashlib.sha256(bytes.fromhex(digest)).digest()[:8], "little")
-    return ((h & ((1 << 46) - 1)) << 16) | _SESSION_FLAG
+#: A session's low bits: the settings (and full content) hash; above them the recording's.
+_SETTINGS_BITS = 32
+
+
+def bag_session_prefix(motion_digest: str) -> int:
+    """The recording's part of a session id (bits 32..62), from its joint-state digest."""
+    h = int.from_bytes(hashlib.sha256(bytes.fromhex(motion_digest)).digest()[:8], "little")
+    return ((h & ((1 << 30) - 1)) << _SETTINGS_BITS) | _SESSION_FLAG
 
 
 def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportOptions(),
@@ -568,7 +573,7 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
     else:
         boundaries = "whole bag"
         segments = [Segment(bag.start_ns, bag.end_ns, "whole bag")]
-    session = bag_session_prefix(bag.digest) | _settings_hash(cfg, bag, boundaries, segments,
+    session = bag_session_prefix(bag.motion_digest) | _settings_hash(cfg, bag, boundaries, segments,
                                                                opts)
     episodes: list[PlannedEpisode] = []
     seq = 0
@@ -604,9 +609,9 @@ def _check_store(plan: ImportPlan, store: Path, ctx: _Context, opts: ImportOptio
     reader = ReplayReader(store)
     reader.layout.check_matches(ctx.obs_spec, ctx.act_spec, str(store))
     sessions = reader.commit().sessions
-    prefix = plan.session >> 16
+    prefix = plan.session >> _SETTINGS_BITS
     others = sorted(s for (r, s) in sessions
-                    if r == plan.robot_id and s >> 16 == prefix and s != plan.session)
+                    if r == plan.robot_id and s >> _SETTINGS_BITS == prefix and s != plan.session)
     if others and not opts.allow_reimport:
         raise ValueError(
             f"bag {plan.bag.path}: this recording is already in {store} for robot "

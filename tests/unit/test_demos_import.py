@@ -81,7 +81,8 @@ class Recording:
 MARKS = {"none": 0, "success": 1, "failure": 2, "discard": 3}
 
 
-def scripted_reach(cfg: Config, plan: list[tuple[str, int]], seed: int = 0) -> Recording:
+def scripted_reach(cfg: Config, plan: list[tuple[str, int]], seed: int = 0,
+                   js_phase: int = 0) -> Recording:
     """Simulate episodes ``[(mark, driving slots), ...]``: 4 idle slots (deadman released),
     the driving slots, then the mark (``"none"``: no mark, the recording just goes on)."""
     from robot_rl.sim.scripted import ScriptedReacher
@@ -96,7 +97,7 @@ def scripted_reach(cfg: Config, plan: list[tuple[str, int]], seed: int = 0) -> R
     cmd = np.zeros(7)
     goal = task.sample_goal(rng)
     t = T0
-    js_next, task_next = T0, T0
+    js_next, task_next = T0 + js_phase, T0
 
     def advance(until: int) -> None:
         """Integrate the held command up to ``until``, publishing joint and task states."""
@@ -533,3 +534,96 @@ def test_layout_matches_the_store_schema(marked_bags, cfg, tmp_path):
     attrs = json.loads((store / "zarr.json").read_text())["attributes"]["robot_rl_replay"]
     task = make_task(cfg.task, cfg.robot)
     assert attrs["columns"] == schema_description(task.observation_spec.dim, 7)
+
+
+# --------------------------------------------------------------------------- more edge cases
+
+
+def test_teleop_jitter_keeps_each_command_on_its_tick(cfg, typestore, tmp_path):
+    rec = scripted_reach(cfg, [("failure", 12)], seed=5)
+    rng = np.random.default_rng(7)
+    rec.teleop = [(t + int(rng.integers(0, 6 * MS)), a, dm, m) for t, a, dm, m in rec.teleop]
+    bag = write_bag(tmp_path / "bag", "mcap", rec, typestore)
+    no_term = config("task.terminate_on_success=false")
+    (ep,) = plan_import(bag, no_term).episodes
+    n = ep.steps
+    assert n >= 11  # the (jittered) mark may come before the 12th tick
+    np.testing.assert_array_equal(ep.columns["action"], np.stack(rec.episodes[0].actions[:n]))
+    # without the tolerance a late command would be taken one tick late
+    strict = plan_import(bag, no_term, ImportOptions(jitter=0.0)).episodes[0].columns["action"]
+    assert not np.array_equal(strict[:n], ep.columns["action"])
+
+
+def test_teleop_recorded_with_another_definition_is_refused(cfg, typestore, tmp_path, marked):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    old = get_typestore(Stores.ROS2_KILTED)
+    old.register(get_types_from_msg("int64 stamp_ns\nfloat32[] action\nbool deadman\n",
+                                    "robot_rl_interfaces/msg/TeleopCommand"))
+    Old = old.types["robot_rl_interfaces/msg/TeleopCommand"]
+    good = write_bag(tmp_path / "good", "mcap", marked, typestore, teleop=False)
+    bag = tmp_path / "bag"
+    from rosbags.rosbag2 import Reader
+
+    with Writer(bag, version=9, storage_plugin=StoragePlugin.MCAP) as w, Reader(good) as r:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=typestore)
+                 for c in r.connections}
+        for c, t, raw in r.messages():
+            w.write(conns[c.id], t, raw)
+        tel = w.add_connection("/rl/teleop", "robot_rl_interfaces/msg/TeleopCommand",
+                               typestore=old)
+        for t, a, dm, _ in marked.teleop[:5]:
+            w.write(tel, t, old.serialize_cdr(Old(stamp_ns=t, action=a, deadman=dm),
+                                              "robot_rl_interfaces/msg/TeleopCommand"))
+    with pytest.raises(BagError, match=r"topic /rl/teleop .*another definition of "
+                                       r"robot_rl_interfaces/msg/TeleopCommand"):
+        plan_import(bag, cfg)
+
+
+def test_same_motion_other_topics_counts_as_the_same_recording(cfg, typestore, tmp_path):
+    rec = scripted_reach(cfg, [("none", 20)], seed=6)
+    bag = write_bag(tmp_path / "bag", "mcap", rec, typestore, commands=True)
+    store = tmp_path / "replay.zarr"
+    first = import_bag(bag, store, cfg)  # teleop (auto)
+    assert first.plan.bag.actions.kind == "teleop"
+    with pytest.raises(ValueError, match="already in"):
+        import_bag(bag, store, cfg, ImportOptions(action_source="commands"))
+    assert len(ReplayReader(store)) == first.added_rows
+
+
+def test_list_counts_interventions_inside_policy_episodes(tmp_path, capsys):
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay.synthetic import make_specs, synthetic_rows
+
+    obs, act = make_specs(4, 2)
+    store = tmp_path / "replay.zarr"
+    rows = synthetic_rows(range(30), obs_dim=4, act_dim=2, episode_len=10)
+    rows["source"][12:15] = Source.INTERVENTION  # a takeover in the second policy episode
+    with ReplayWriter(store, obs, act, ReplayConfig(chunk_rows=16, fsync=False)) as w:
+        w.append_batch(rows)
+    assert main(["demos", "list", str(store), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rows_by_source"] == {"policy": 27, "demo": 0, "intervention": 3}
+    assert doc["by_source"]["intervention"]["episodes"] == 1
+    assert doc["by_source"]["intervention"]["rows"] == 3
+    assert doc["by_source"]["demo"]["episodes"] == 0
+    assert main(["demos", "show", str(store), "--json"]) == 0
+    (ep,) = json.loads(capsys.readouterr().out)
+    assert ep["source"] == "intervention" and ep["rows"] == 3 and not ep["complete"]
+
+
+def test_joint_states_are_interpolated_linearly_between_samples(cfg, typestore, tmp_path):
+    # joint states at 100 Hz, 5 ms off the teleop ticks: every tick lies midway between two
+    rec = scripted_reach(cfg, [("failure", 8)], seed=8, js_phase=5 * MS)
+    bag = write_bag(tmp_path / "bag", "sqlite3", rec, typestore)
+    (ep,) = plan_import(bag, config("task.terminate_on_success=false")).episodes
+    t = np.array([s[0] for s in rec.js])
+    q = np.stack([s[1] for s in rec.js])
+    dq = np.stack([s[2] for s in rec.js])
+    ticks = ep.columns["stamp_ns"]
+    i = np.searchsorted(t, ticks) - 1
+    assert ((ticks - t[i]) == 5 * MS).all()
+    np.testing.assert_allclose(ep.columns["observation"][:, :7], (q[i] + q[i + 1]) / 2, atol=1e-6)
+    np.testing.assert_allclose(ep.columns["observation"][:, 7:14], (dq[i] + dq[i + 1]) / 2,
+                               atol=1e-6)
