@@ -25,6 +25,8 @@ NODES: dict[str, str] = {
     "actor_node": "robot_rl.ros_nodes.actor_node:main",
     "replay_node": "robot_rl.ros_nodes.replay_node:main",
     "learner_node": "robot_rl.ros_nodes.learner_node:main",
+    "teleop_node": "robot_rl.ros_nodes.teleop_node:main",
+    "scripted_operator_node": "robot_rl.ros_nodes.scripted_operator_node:main",
 }
 
 setup(

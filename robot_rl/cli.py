@@ -370,9 +370,11 @@ def up_plan(args: argparse.Namespace):
     from robot_rl.runner import plan_run, split_list
 
     cfg = load_config(args.config, tuple(_up_overrides(args)))
+    demos = getattr(args, "demos", False)
     return plan_run(args.graph, cfg, robots=args.robots, namespaces=split_list(args.namespaces),
-                    learner=not args.no_learner, roles=split_list(args.only),
-                    resume=args.resume)
+                    learner=not (args.no_learner or demos), roles=split_list(args.only),
+                    resume=args.resume, teleop=getattr(args, "teleop", False),
+                    operator=getattr(args, "scripted_operator", False), demos=demos)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -560,6 +562,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="ROLES",
                    help="start only these roles, e.g. sim,safety (one machine of a graph "
                    "spread over several on one ROS_DOMAIN_ID)")
+    p.add_argument("--teleop", action="store_true",
+                   help="a teleop node per robot (SpaceMouse via spacenav, or joy: "
+                        "teleop.input): holding the deadman takes over from the policy "
+                        "(stored as source=intervention)")
+    p.add_argument("--demos", action="store_true",
+                   help="record demonstrations: the operator drives (teleop nodes), episodes "
+                        "are held until marked success/failure (appended whole, source=demo) or "
+                        "discard (never stored); no learner; the sim runs in real time")
+    p.add_argument("--scripted-operator", action="store_true",
+                   help="sim: a scripted operator per robot publishes what a SpaceMouse would "
+                        "(the stand-in for a person; implies --teleop)")
     p.add_argument("--dry-run", action="store_true",
                    help="print each node's command line and parameters; start nothing")
     p.add_argument("--verbose", "-v", action="store_true",

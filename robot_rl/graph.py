@@ -51,7 +51,7 @@ RESET_SERVICE = "reset_episode"
 ESTOP_SERVICE = "safety/estop"
 
 GraphKind = Literal["sim", "robot"]
-ROLES = ("sim", "actor", "safety", "replay", "learner")
+ROLES = ("sim", "actor", "safety", "replay", "learner", "teleop", "operator")
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,8 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
                 namespaces: list[str] | None = None, run_dir: str | Path | None = None,
                 learner: bool = True, eval_in_sim: bool | None = None,
                 extra: dict[str, dict[str, Any]] | None = None,
-                rt_priority: int = 0) -> list[NodeSpec]:
+                rt_priority: int = 0, teleop: bool = False, operator: bool = False,
+                demos: bool = False) -> list[NodeSpec]:
     """The graph's nodes, in start order (sim first, learner last).
 
     Args:
@@ -153,7 +154,16 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
             default True for ``sim``, False for ``robot``.
         extra: additional parameters per role (``{"actor": {...}, "learner": {...}}``).
         rt_priority: SCHED_FIFO priority of the sim, actor and safety nodes (0: none).
+        teleop: a teleop node per robot (SpaceMouse / gamepad -> ``rl/teleop``): a held deadman
+            takes over from the policy (source=intervention), or drives the demos.
+        operator: (sim only) a scripted operator per robot, publishing what spacenav would --
+            the stand-in for a person (implies ``teleop``).
+        demos: record demonstrations: the actors let the operator drive and send each marked
+            episode whole (source=demo); implies ``teleop``.
     """
+    if operator and kind != "sim":
+        raise ValueError("operator: the scripted operator drives simulated robots only")
+    teleop = teleop or operator or demos
     if not 0 <= rt_priority <= 98:
         raise ValueError(f"rt_priority: expected 0..98, got {rt_priority}")
     if kind not in ("sim", "robot"):
@@ -191,10 +201,24 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
             sp["safety.estop_file"] = str(sim_estop_file(run_dir, n))
         nodes.append(NodeSpec("safety", "safety_node", "safety_node", n, sp, robot_id=i,
                               rt_priority=rt_priority))
-        nodes.append(NodeSpec("actor", "actor_node", "actor_node", n,
-                              params("actor", robot_id=i,
-                                     reset_mode="service" if kind == "sim" else "homing"),
+        ap = params("actor", robot_id=i, reset_mode="service" if kind == "sim" else "homing")
+        if demos:
+            ap["mode"] = "demos"
+        nodes.append(NodeSpec("actor", "actor_node", "actor_node", n, ap,
                               robot_id=i, rt_priority=rt_priority))
+        # One device per robot: with several robots the device topics live in the robot's
+        # namespace (a lab remaps its drivers there); one robot keeps spacenav's own names.
+        dev = ({} if len(ns) == 1 else
+               {"twist_topic": "spacenav/twist", "joy_topic": "spacenav/joy"})
+        if teleop:
+            nodes.append(NodeSpec("teleop", "teleop_node", "teleop_node", n,
+                                  {"config_file": str(config_file), **dev,
+                                   **extra.get("teleop", {})}, robot_id=i))
+        if operator:
+            nodes.append(NodeSpec("operator", "scripted_operator_node", "scripted_operator_node",
+                                  n, {"config_file": str(config_file), **dev,
+                                      "seed": 1000 + i, **extra.get("operator", {})},
+                                  robot_id=i))
     nodes.append(NodeSpec("replay", "replay_node", "replay_node", "", params("replay")))
     if learner:
         ev = (kind == "sim") if eval_in_sim is None else eval_in_sim
@@ -234,4 +258,5 @@ def sim_estop_files(nodes: list[NodeSpec]) -> list[Path]:
 
 def executables() -> set[str]:
     """Every executable a graph can name (each must be a console script in setup.py)."""
-    return {"sim_robot_node", "safety_node", "actor_node", "replay_node", "learner_node"}
+    return {"sim_robot_node", "safety_node", "actor_node", "replay_node", "learner_node",
+            "teleop_node", "scripted_operator_node"}

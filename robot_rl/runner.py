@@ -148,7 +148,8 @@ class RunPlan:
 def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
              namespaces: Sequence[str] | None = None, learner: bool = True,
              roles: Iterable[str] | None = None, resume: bool = False,
-             run_dir: str | Path | None = None) -> RunPlan:
+             run_dir: str | Path | None = None, teleop: bool = False,
+             operator: bool = False, demos: bool = False) -> RunPlan:
     """Resolve a run: robots, run directory, the graph's nodes. Writes nothing.
 
     ``cfg.sim.num_robots`` is set to the number of robots, so the run's ``config.yaml`` says
@@ -174,8 +175,14 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
                          "or pass --resume to continue it")
     if resume and not marker:
         raise ValueError(f"--resume: {rd} holds no run to resume (no {', '.join(RUN_MARKERS)})")
+    if demos and cfg.sim.clock != "realtime" and kind == "sim":
+        # An operator (person or scripted) drives at the pace of the world, not of lockstep.
+        data = cfg.model_dump(mode="json")
+        data["sim"]["clock"] = "realtime"
+        cfg = config_from_dict(data, source="--demos (real time)")
     nodes = build_graph(kind, config_file=rd / "config.yaml", num_robots=n, namespaces=ns,
-                        run_dir=rd, learner=learner, rt_priority=cfg.run.rt_priority)
+                        run_dir=rd, learner=learner, rt_priority=cfg.run.rt_priority,
+                        teleop=teleop, operator=operator, demos=demos)
     if roles is not None:
         roles = list(roles)
         unknown = sorted(set(roles) - set(ROLES))

@@ -33,7 +33,7 @@ import array
 import math
 import sys
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
@@ -60,6 +60,7 @@ from robot_rl_interfaces.msg import (
     PolicyWeights,
     ReplayAck,
     TaskState,
+    TeleopCommand,
     Transition,
 )
 from diagnostic_msgs.msg import DiagnosticArray
@@ -73,6 +74,7 @@ TOPICS = {
     "ack_topic": (graph.REPLAY_ACK_TOPIC, "replay acknowledgements"),
     "policy_topic": (graph.POLICY_TOPIC, "policy weights (latched)"),
     "reset_service": (graph.RESET_SERVICE, "sim episode reset service (reset_mode: service)"),
+    "teleop_topic": (graph.TELEOP_TOPIC, "operator commands (TeleopCommand)"),
     "diagnostics_topic": (graph.DIAGNOSTICS_TOPIC, "status, 1 Hz"),
 }
 
@@ -97,6 +99,13 @@ class ActorNode(Node):
         self.homing_tolerance = float(P("homing_tolerance", 0.02, "homing: done within (rad)"))
         self.homing_speed = float(P("homing_speed", 0.25, "homing: fraction of dq_max"))
         seed = int(P("seed", -1, "noise seed (-1: run.seed * 1000 + robot_id)"))
+        self.mode_param = P("mode", "train", "'train': the policy acts, a held deadman takes over "
+                            "(source=intervention); 'demos': the operator drives, episodes are "
+                            "held until marked and sent whole (source=demo)")
+        self.teleop_timeout = float(P("teleop_timeout", 0.25,
+                                      "s after which a teleop command no longer counts"))
+        if self.mode_param not in ("train", "demos"):
+            raise ConfigError(f"mode: expected 'train' or 'demos', got {self.mode_param!r}")
         if self.trigger not in ("state", "timer"):
             raise ConfigError(f"trigger: expected 'state' or 'timer', got {self.trigger!r}")
         if self.reset_mode not in ("service", "homing"):
@@ -135,6 +144,19 @@ class ActorNode(Node):
         self.sent = 0
         self.bad_states = 0
         self.publish_failures = 0
+        # -- teleop: takeover (train) and demonstrations (demos) -----------------------------
+        self.demos = self.mode_param == "demos"
+        self._teleop: TeleopCommand | None = None
+        self._teleop_wall = -math.inf
+        self._marks: deque[int] = deque()
+        self.teleop_refused = 0
+        self.recent_intervention: deque[int] = deque(maxlen=200)
+        self.intervention_steps = 0
+        self.demo_steps: list[PendingStep] = []  # completed steps of the held demo episode
+        self._demo_mark: int | None = None  # success/failure decided: send when complete
+        self._demo_discard: set[int] = set()  # episode ids whose steps are dropped
+        self.demo_episodes_sent = 0
+        self.demo_episodes_discarded = 0
         self._paused_logged = False
 
         # -- ROS ----------------------------------------------------------------------------
@@ -151,6 +173,10 @@ class ActorNode(Node):
         self.create_subscription(ReplayAck, names["ack_topic"], self.on_ack, ACK_QOS)
         self.create_subscription(PolicyWeights, names["policy_topic"], self.on_policy,
                                  LATCHED_QOS)
+        from robot_rl.ros_nodes.teleop_node import TELEOP_QOS
+
+        self.create_subscription(TeleopCommand, names["teleop_topic"], self.on_teleop,
+                                 TELEOP_QOS)
         self.reset_client = self.create_client(Trigger, names["reset_service"])
         if self.trigger == "timer":
             self.create_timer(self.dt, self.on_timer)
@@ -239,6 +265,28 @@ class ActorNode(Node):
         if step is not self.pending:
             self._finalize_ready()
 
+    def on_teleop(self, msg: TeleopCommand) -> None:
+        from robot_rl.teleop import MARK_NONE
+
+        a = np.asarray(msg.action, dtype=np.float32)
+        if msg.deadman and (a.shape != (self.core.act_spec.dim,) or not np.all(np.isfinite(a))):
+            self.teleop_refused += 1
+            self.get_logger().error(
+                f"teleop command refused: action {a.tolist()} is not "
+                f"{self.core.act_spec.dim} finite values", throttle_duration_sec=2.0)
+            return
+        self._teleop = msg
+        self._teleop_wall = time.monotonic()
+        if msg.episode_mark != MARK_NONE:
+            self._marks.append(int(msg.episode_mark))
+
+    def _teleop_action(self) -> np.ndarray | None:
+        """The operator's action while the deadman is held and the command fresh, else None."""
+        t = self._teleop
+        if t is None or not t.deadman or time.monotonic() - self._teleop_wall > self.teleop_timeout:
+            return None
+        return np.clip(np.asarray(t.action, dtype=np.float32), self.core.low, self.core.high)
+
     def on_ack(self, msg: ReplayAck) -> None:
         if msg.robot_id == self.robot_id and msg.actor_session == self.session:
             self.outbox.ack(int(msg.committed_seq))
@@ -271,9 +319,21 @@ class ActorNode(Node):
             return
         core = self.core
         completed = False
+        mark = self._marks.popleft() if self._marks else None
+        if mark is not None and self.demos:
+            if self._on_mark(mark):
+                return
+        elif mark is not None:
+            self.get_logger().info("episode marks are for demonstrations (mode: demos); "
+                                   "ignored while training", throttle_duration_sec=30.0)
         if self.pending is not None:  # this state is the outcome of the pending step
             p, self.pending = self.pending, None
             reward, term, trunc, success = core.outcome(dist, p.step_index)
+            if self.demos:
+                # demos: the operator ends the episode with a mark; the task's success or time
+                # limit only stops the arm until the mark comes
+                if self._demo_mark is not None and not term:
+                    trunc = True
             # This transition would fill the outbox: end the episode with it (truncated).
             cut = (len(self.outbox) + len(self.awaiting) + 1 >= self.outbox.capacity
                    and not term and not trunc)
@@ -287,6 +347,17 @@ class ActorNode(Node):
             completed = True
             if term or trunc:
                 core.end_episode(success)
+                if self.demos:
+                    self._finalize_ready()
+                    if self._demo_mark is None:
+                        self.mode = "awaiting mark"
+                        self.get_logger().info(
+                            f"demo episode {p.episode_id:#x}: {p.step_index + 1} steps, "
+                            f"{'success' if success else 'no success'} by the task; waiting for "
+                            "the operator's mark (success / failure / discard)")
+                    else:
+                        self._demo_maybe_send()
+                    return
                 if cut:
                     self.mode = "paused"
                     self.get_logger().warning(
@@ -310,6 +381,9 @@ class ActorNode(Node):
         core = self.core
         if self.mode == "start":
             self._start_reset()
+            return
+        if self.mode == "awaiting mark":
+            self._propose(np.zeros(len(self.joint_names)), stamp)  # hold the arm still
             return
         if self.mode == "paused":
             if len(self.outbox) >= self.outbox.resume_below:
@@ -337,15 +411,89 @@ class ActorNode(Node):
             self.get_logger().warning(f"outbox full: {len(self.outbox)} transitions "
                                       "unacknowledged; not proposing")
             return
-        a = core.act(obs)
+        from robot_rl.replay.schema import Source
+
+        teleop = self._teleop_action()
+        if self.demos:
+            # the operator drives; a released deadman stops the arm (zero action)
+            a = teleop if teleop is not None else np.zeros(core.act_spec.dim, np.float32)
+            source = Source.DEMO
+        elif teleop is not None:
+            a, source = teleop, Source.INTERVENTION  # the human takes over
+        else:
+            a, source = core.act(obs), Source.POLICY
+        if not self.demos:
+            self.recent_intervention.append(int(source == Source.INTERVENTION))
+            self.intervention_steps += int(source == Source.INTERVENTION)
         dq_cmd = core.mapper.to_joint_velocities(a, q)
+        seq = self._propose(dq_cmd, stamp)
+        self.pending = PendingStep(seq, obs, a, q, core.episode_id, core.step_index, int(stamp),
+                                   core.policy_version, source=int(source))
+        core.step_index += 1
+
+    def _propose(self, dq_cmd: np.ndarray, stamp: int) -> int:
         seq = self.proposal_seq
         self.proposal_seq += 1
         self.proposal_pub.publish(ActionProposal(seq=seq, stamp_ns=int(stamp),
-                                                 velocities=dq_cmd.tolist()))
-        self.pending = PendingStep(seq, obs, a, q, core.episode_id, core.step_index, int(stamp),
-                                   core.policy_version)
-        core.step_index += 1
+                                                 velocities=np.asarray(dq_cmd).tolist()))
+        return seq
+
+    # -- demonstrations ---------------------------------------------------------------------
+
+    def _on_mark(self, mark: int) -> bool:
+        """An operator's episode mark in demos mode; True if the tick is over."""
+        from robot_rl.teleop import MARK_DISCARD, MARK_NAMES
+
+        name = MARK_NAMES.get(mark, str(mark))
+        if self.mode not in ("running", "awaiting mark"):
+            self.get_logger().warning(f"mark '{name}' outside an episode ({self.mode}); ignored")
+            return False
+        if mark == MARK_DISCARD:
+            self._demo_discard.add(self.core.episode_id)
+            n = len(self.demo_steps) + len(self.awaiting) + (self.pending is not None)
+            self.demo_steps.clear()
+            self._demo_mark = None
+            self.pending = None
+            self.demo_episodes_discarded += 1
+            self.get_logger().info(f"demo episode {self.core.episode_id:#x} discarded ({n} "
+                                   "steps never reach the replay)")
+            if self.mode == "running":
+                self.core.end_episode(False)
+            self._start_reset()
+            return True
+        self._demo_mark = mark
+        if self.mode == "awaiting mark":
+            self._demo_maybe_send()
+            return True
+        return False  # running: the pending step becomes the episode's last (truncated)
+
+    def _complete(self, p: PendingStep) -> None:
+        """A step with its outcome and applied command: stream it, or hold it (demos)."""
+        if p.source == 1:  # Source.DEMO: held until the operator's mark
+            if p.episode_id not in self._demo_discard:
+                self.demo_steps.append(p)
+                self._demo_maybe_send()
+            return
+        self._emit(p)
+
+    def _demo_maybe_send(self) -> None:
+        """Send the held demo episode once it is marked and every step is complete."""
+        from robot_rl.teleop import MARK_NAMES
+
+        if self._demo_mark is None or self.awaiting or self.pending is not None:
+            return
+        steps = sorted(self.demo_steps, key=lambda p: p.step_index)
+        if steps and not (steps[-1].terminated or steps[-1].truncated):
+            steps[-1].truncated = True  # marked before the task ended it
+        for p in steps:
+            self._emit(p)
+        self.get_logger().info(
+            f"demo episode {self.core.episode_id:#x} marked {MARK_NAMES[self._demo_mark]}: "
+            f"{len(steps)} transitions sent as one episode (source=demo)")
+        self.demo_steps.clear()
+        self._demo_mark = None
+        self.demo_episodes_sent += 1
+        self._start_reset()
 
     def _finalize_ready(self, now: float | None = None) -> None:
         """Publish, in order, every awaiting step whose applied command is known."""
@@ -363,7 +511,7 @@ class ActorNode(Node):
                     f"no AppliedCommand for proposal {seq} within {self.applied_timeout:g} s; "
                     "recording the last command the safety node sent", throttle_duration_sec=5.0)
             del self.awaiting[seq]
-            self._emit(p)
+            self._complete(p)
 
     def _emit(self, p: PendingStep) -> None:
         core = self.core
@@ -459,6 +607,12 @@ class ActorNode(Node):
             "sent": self.sent, "outbox": len(self.outbox), "acked_seq": self.outbox.acked,
             "resent": self.outbox.resent, "applied_missing": self.applied_missing,
             "bad_states": self.bad_states, "publish_failures": self.publish_failures,
+            "intervention_rate": (f"{np.mean(self.recent_intervention):.3f}"
+                                  if self.recent_intervention else ""),
+            "intervention_steps": self.intervention_steps,
+            "demo_episodes_sent": self.demo_episodes_sent,
+            "demo_episodes_discarded": self.demo_episodes_discarded,
+            "teleop_refused": self.teleop_refused,
             "mode": self.mode,
             "session": f"{self.session:#x}"}))
 

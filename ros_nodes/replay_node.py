@@ -205,6 +205,9 @@ def _message_fields(msg: Transition) -> dict[str, Any]:
         policy_version=msg.policy_version, safety_rules=msg.safety_rules)
 
 
+#: Transition.SOURCE_DEMO: rows appended whole episodes at a time
+DEMO = 1
+
 # --------------------------------------------------------------------------- the node
 
 
@@ -274,6 +277,9 @@ class ReplayNode(Node):
 
         # -- writer-thread state -----------------------------------------------------------------
         self.received = 0  # messages taken from the inbox
+        #: demo rows waiting for the rest of their episode: (robot, session, episode) -> rows
+        self._demo_held: dict[tuple[int, int, int], dict[int, dict[str, Any]]] = {}
+        self.demo_episodes = 0
         self.undecodable = 0  # messages not even rclpy could deserialize
         self._published: dict[tuple[int, int], int] = {}  # last ack published per session
         now = time.monotonic()
@@ -340,7 +346,13 @@ class ReplayNode(Node):
             cols, fits = self.layout.decode(raws)
             if cols is not None:
                 self._note_sessions(cols["robot_id"], cols["actor_session"])
-                w.append_batch(cols)
+                demo = cols["source"] == DEMO
+                if demo.any():
+                    for i in np.flatnonzero(demo):
+                        self._hold_demo_row({k: v[i] for k, v in cols.items()})
+                    cols = {k: v[~demo] for k, v in cols.items()}
+                if len(cols["seq"]):
+                    w.append_batch(cols)
         if fits.all():
             return
         # the generic path (rows out of arrival order relative to the batch: harmless, the
@@ -355,7 +367,34 @@ class ReplayNode(Node):
                 self.undecodable += 1
                 continue
             self._last_seen[(msg.robot_id, msg.actor_session)] = now
-            w.append(**_message_fields(msg))
+            fields = _message_fields(msg)
+            if msg.source == DEMO:
+                self._hold_demo_row({k: np.asarray(v) for k, v in fields.items()})
+            else:
+                w.append(**fields)
+
+    def _hold_demo_row(self, row: dict[str, Any]) -> None:
+        """Demonstrations are appended whole (DESIGN §4): a demo row waits here until every
+        step of its episode, up to the one that ends it, has arrived; then the episode goes to
+        the store in one commit (``append_episode``: all rows or none). A re-sent episode that
+        is already stored is dropped there as duplicates."""
+        key = (int(row["robot_id"]), int(row["actor_session"]), int(row["episode_id"]))
+        ep = self._demo_held.setdefault(key, {})
+        ep[int(row["step_index"])] = row
+        ends = [k for k, r in ep.items() if bool(r["terminated"]) or bool(r["truncated"])]
+        if not ends:
+            return
+        last = min(ends)
+        if any(k not in ep for k in range(last + 1)):
+            return
+        rows = [ep[k] for k in range(last + 1)]
+        del self._demo_held[key]
+        batch = {name: np.stack([np.asarray(r[name]) for r in rows]) for name in rows[0]}
+        res = self.writer.append_episode(batch)
+        self.demo_episodes += 1
+        self._say("info", f"demo episode {key[2]:#x} of robot {key[0]}: {len(rows)} rows "
+                          f"appended whole ({res.accepted} new, {res.duplicates} duplicates"
+                          f"{', rejected ' + str(res.rejected) if res.rejected else ''})")
 
     def _note_sessions(self, robot_id: np.ndarray, session: np.ndarray) -> None:
         now = time.monotonic()
@@ -418,7 +457,19 @@ class ReplayNode(Node):
         """Log through rclpy, or straight to stderr once the context is shut down (the final
         lines come after Ctrl-C, when /rosout can no longer be published)."""
         if self.context.ok():
-            getattr(self.get_logger(), level)(text)
+            # One call site per severity: rclpy refuses a call site whose severity changes
+            # ("Logger severity cannot be changed between calls").
+            log = self.get_logger()
+            if level == "info":
+                log.info(text)
+            elif level in ("warn", "warning"):
+                log.warning(text)
+            elif level == "error":
+                log.error(text)
+            elif level == "fatal":
+                log.fatal(text)
+            else:
+                log.debug(text)
         else:
             print(f"[{level.upper()}] [{self.get_name()}]: {text}", file=sys.stderr, flush=True)
 
@@ -434,6 +485,8 @@ class ReplayNode(Node):
             "rejected": sum(rejected.values()), "commits": st.commits,
             "pending": w.pending_rows, "backlog": len(self._inbox),
             "sessions": len(w.acks()), "store": str(self.store_path),
+            "demo_episodes": self.demo_episodes,
+            "demo_rows_held": sum(len(v) for v in self._demo_held.values()),
         }
         out.update({f"rejected.{k}": v for k, v in sorted(rejected.items())})
         return out
