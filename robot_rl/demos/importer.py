@@ -31,6 +31,9 @@ a command stream published at the control rate lands on the grid's ticks.
   time-weighted mean over ``[t_k, t_k+1)`` mapped into the action space with
   :meth:`ActionMapper.to_action` at ``q(t_k)`` (what the robot did over the step, whatever rate
   the commands came at). A command older than ``max_gap`` at a tick is refused.
+* a step across a jump of the joint states (a joint faster than twice its velocity limit: a
+  reset or a glitch) is refused, except at the start of an episode, where it is skipped (the
+  sim resets the arm when the operator marks the end of the previous episode).
 
 Rows: observation ``task.observation`` of the snapshot at ``t_k`` (``ee_pos`` from the URDF's
 forward kinematics), next observation at ``t_k+1``, reward ``task.reward`` of the state at
@@ -379,6 +382,27 @@ class _Context:
         self.act_spec = self.mapper.spec
         self.hz = float(cfg.sim.control_hz)
         self.dt_ns = 1e9 / self.hz
+        #: Jump intervals of the joint states (:func:`jump_intervals`), set per bag.
+        self.jumps: np.ndarray | None = None
+
+
+def jump_intervals(t: np.ndarray, q: np.ndarray, dq_max: np.ndarray, slack: float = 1e-3
+                   ) -> np.ndarray:
+    """Per pair of consecutive joint states: does some joint move faster than twice its
+    velocity limit (+ ``slack`` rad)? A robot cannot; a reset or a glitch can."""
+    if len(t) < 2:
+        return np.zeros(0, bool)
+    dt = np.diff(t).astype(np.float64) / 1e9
+    return (np.abs(np.diff(q, axis=0)) > 2.0 * dq_max * dt[:, None] + slack).any(axis=1)
+
+
+def _jumpy_steps(t: np.ndarray, jumps: np.ndarray, tk: np.ndarray) -> np.ndarray:
+    """Per step ``(tk[k], tk[k+1])``: does a jump interval ``(t[m], t[m+1])`` overlap it?"""
+    cj = np.concatenate([[0], np.cumsum(jumps)])
+    lo = np.maximum(np.searchsorted(t, tk[:-1], side="right") - 1, 0)  # t[lo] <= tk, t[lo+1] > tk
+    hi = np.searchsorted(t, tk[1:], side="left") - 1  # last m with t[m] < tk[k+1]
+    hi = np.clip(hi, lo - 1, len(jumps) - 1)
+    return (cj[hi + 1] - cj[lo]) > 0
 
 
 def _ticks(t0: int, t_end: int, dt_ns: float) -> np.ndarray:
@@ -414,6 +438,25 @@ def build_episode(bag: BagData, seg: Segment, number: int, ctx: _Context, *, ses
     if t0 < lo:  # shift by whole periods, keeping the grid's phase
         t0 += int(round(math.ceil((lo - t0) / ctx.dt_ns) * ctx.dt_ns))
     tk = _ticks(t0, min(seg.end_ns, int(js.t[-1])), ctx.dt_ns)
+    # steps whose motion includes a jump (a reset / teleport: faster than twice the velocity
+    # limit between two joint states): leading ones are skipped (a reset just before the
+    # operator drives again), any later one is an error
+    if len(tk) >= 2 and ctx.jumps is not None:
+        bad = _jumpy_steps(js.t, ctx.jumps, tk)
+        if bad.any():
+            lead = int(np.argmin(bad)) if not bad.all() else len(bad)
+            tk = tk[lead:]
+            bad = bad[lead:]
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                m = int(np.flatnonzero(ctx.jumps & (js.t[1:] > tk[k]) & (js.t[:-1] < tk[k + 1]))[0])
+                d = np.abs(js.q[m + 1] - js.q[m])
+                jn = int(np.argmax(d))
+                raise _fail(f"topic {names['joint_states']}", ep, int(js.t[m]), bag,
+                            f"joint {ctx.cfg.robot.joint_names[jn]} jumps by {d[jn]:.3f} rad in "
+                            f"{(js.t[m + 1] - js.t[m]) / 1e9:.3f} s (messages {m} and {m + 1}), "
+                            "faster than twice its velocity limit: a reset or a glitch inside "
+                            "the episode; cut it out with --episodes")
     if len(tk) < 2:
         return f"{rel(seg.start_ns)}-{rel(seg.end_ns)} ({seg.origin}): shorter than one " \
                f"control period ({1 / ctx.hz:g} s) of joint states and commands: not imported"
@@ -559,6 +602,8 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
     bag = read_bag(bag_path, joint_names=cfg.robot.joint_names, action_dim=ctx.act_spec.dim,
                    task_name=cfg.task.name, needs_object=ctx.task.has_object,
                    topics=opts.topics, distro=opts.distro, action_source=opts.action_source)
+    ctx.jumps = jump_intervals(bag.joints.t, bag.joints.q,
+                               np.asarray(cfg.robot.limits.dq_max, dtype=np.float64))
     notes: list[str] = []
     dropped: list[str] = []
     has_marks = bag.actions.kind == "teleop" and bool((bag.actions.mark != MARK_NONE).any())

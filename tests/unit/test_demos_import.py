@@ -627,3 +627,28 @@ def test_joint_states_are_interpolated_linearly_between_samples(cfg, typestore, 
     np.testing.assert_allclose(ep.columns["observation"][:, :7], (q[i] + q[i + 1]) / 2, atol=1e-6)
     np.testing.assert_allclose(ep.columns["observation"][:, 7:14], (dq[i] + dq[i + 1]) / 2,
                                atol=1e-6)
+
+
+def test_a_joint_jump_inside_an_episode_is_refused_a_reset_before_it_skipped(cfg, typestore,
+                                                                             tmp_path, capsys):
+    rec = scripted_reach(cfg, [("failure", 10)], seed=9)
+    ep = rec.episodes[0]
+    # a glitch mid-episode: one joint state 0.5 rad off
+    k = next(n for n, s in enumerate(rec.js) if s[0] > ep.t[5])
+    glitch = Recording(list(rec.js), rec.teleop, rec.task, rec.commands, rec.episodes)
+    t, q, dq = glitch.js[k]
+    glitch.js[k] = (t, q + np.array([0.5, 0, 0, 0, 0, 0, 0]), dq)
+    bag = write_bag(tmp_path / "glitch", "mcap", glitch, typestore)
+    store = tmp_path / "replay.zarr"
+    _assert_refused(["demos", "import", str(bag), "--store", str(store), *OVERRIDES], store,
+                    capsys, f"messages {k - 1} and {k}", "joint panda_joint1 jumps by")
+    # a reset (teleport) just before the operator drives: the steps across it are skipped
+    reset = Recording(list(rec.js), rec.teleop, rec.task, rec.commands, rec.episodes)
+    k0 = next(n for n, s in enumerate(rec.js) if s[0] > ep.t[0])
+    for n in range(k0):  # the arm "was" elsewhere before
+        t, q, dq = reset.js[n]
+        reset.js[n] = (t, q + 0.3, dq)
+    bag = write_bag(tmp_path / "reset", "mcap", reset, typestore)
+    (got,) = plan_import(bag, config("task.terminate_on_success=false")).episodes
+    assert got.steps == 9 and got.columns["stamp_ns"][0] == ep.t[1]
+    np.testing.assert_array_equal(got.columns["action"], np.stack(ep.actions[1:]))
