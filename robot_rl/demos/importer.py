@@ -559,6 +559,8 @@ def build_episode(bag: BagData, seg: Segment, number: int, ctx: _Context, *, ses
 
 def _settings_hash(cfg: Config, bag: BagData, boundaries: str, segments: list[Segment],
                    opts: ImportOptions) -> int:
+    """32 bits over everything that shapes the rows besides the joint states (not file paths:
+    the segments carry a ranges file's content)."""
     doc = {
         "v": 1, "control_hz": cfg.sim.control_hz,
         "task": cfg.task.model_dump(mode="json"), "robot": cfg.robot.model_dump(mode="json"),
@@ -618,8 +620,9 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
     else:
         boundaries = "whole bag"
         segments = [Segment(bag.start_ns, bag.end_ns, "whole bag")]
-    session = bag_session_prefix(bag.motion_digest) | _settings_hash(cfg, bag, boundaries, segments,
-                                                               opts)
+    mode = "ranges" if ranges is not None else "marks" if has_marks else "whole"
+    session = bag_session_prefix(bag.motion_digest) | _settings_hash(cfg, bag, mode, segments,
+                                                                      opts)
     episodes: list[PlannedEpisode] = []
     seq = 0
     for seg in segments:
