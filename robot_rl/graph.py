@@ -201,7 +201,11 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
             sp["safety.estop_file"] = str(sim_estop_file(run_dir, n))
         nodes.append(NodeSpec("safety", "safety_node", "safety_node", n, sp, robot_id=i,
                               rt_priority=rt_priority))
-        ap = params("actor", robot_id=i, reset_mode="service" if kind == "sim" else "homing")
+        # The sim publishes joint and task state together once per period ("state" trigger);
+        # a real arm's driver publishes joint states at 1 kHz and the task state comes from
+        # perception at its own rate: act on the control-period timer with the newest of each.
+        ap = params("actor", robot_id=i, reset_mode="service" if kind == "sim" else "homing",
+                    trigger="state" if kind == "sim" else "timer")
         if demos:
             ap["mode"] = "demos"
         nodes.append(NodeSpec("actor", "actor_node", "actor_node", n, ap,

@@ -225,3 +225,26 @@ def test_killed_actor_safety_brakes_within_watchdog(ros_process, probe, tmp_path
     assert np.all(final == 0.0), final  # braked to zero
     print(f"\nkill -> brake: last proposal to first watchdog command {gap * 1000:.1f} ms "
           f"(bound {150:.0f} ms)")
+
+
+def test_real_arm_mode_timer_trigger_and_homing_reset(ros_process, probe, tmp_path):
+    """As on a lab arm: the actor acts on its own control-period timer (the driver's joint
+    states and the task state come at their own rates) and resets an episode by a homing move
+    to robot.home proposed through the safety node -- never by teleporting."""
+    cfg = _config(tmp_path, "realtime")
+    _, _, actor = _start(ros_process, cfg, "trigger:=timer", "reset_mode:=homing",
+                         "homing_tolerance:=0.03")
+    assert probe.spin_until(lambda: len(probe.unique()) >= 3 * MAX_STEPS, 120), actor.tail()
+    home = np.asarray(load_config(cfg).robot.home)
+    rows = [probe.unique()[s] for s in sorted(probe.unique())]
+    firsts = [t for t in rows if t.step_index == 0]
+    assert len(firsts) >= 3
+    for t in firsts:  # every episode starts at home, at rest (the homing move's end)
+        q, dq = np.asarray(t.observation[:7]), np.asarray(t.observation[7:14])
+        assert np.max(np.abs(q - home)) < 0.03 + 0.01, q - home
+        assert np.max(np.abs(dq)) < 0.05 + 0.05, dq
+    # between episodes the arm was driven home (no transitions while homing), so an episode's
+    # last next_observation is away from home and the next episode's first observation is home
+    ends = [t for t in rows if t.truncated or t.terminated]
+    moved = [np.max(np.abs(np.asarray(t.next_observation[:7]) - home)) for t in ends]
+    assert max(moved) > 0.05

@@ -52,7 +52,8 @@ def test_sim_graph_one_robot():
     assert p["sim"] == {"config_file": CFG, "sim.num_robots": 1, "robot_namespaces": [""],
                         "learner_gate": True}
     assert p["safety"] == {"config_file": CFG}
-    assert p["actor"] == {"config_file": CFG, "robot_id": 0, "reset_mode": "service"}
+    assert p["actor"] == {"config_file": CFG, "robot_id": 0, "reset_mode": "service",
+                          "trigger": "state"}
     assert p["replay"] == {"config_file": CFG}
     assert p["learner"] == {"config_file": CFG, "eval_in_sim": True}
     assert all(n.namespace == "" and n.package == "robot_rl" for n in nodes)
@@ -76,7 +77,7 @@ def test_sim_graph_two_robots_with_run_dir_and_extra():
     assert by["/sim_robot_node"]["robot_namespaces"] == ["robot_0", "robot_1"]
     assert by["/sim_robot_node"]["sim.num_robots"] == 2
     assert by["/robot_1/actor_node"] == {"config_file": CFG, "run_dir": "/runs/x", "robot_id": 1,
-                                         "reset_mode": "service",
+                                         "reset_mode": "service", "trigger": "state",
                                          "agent.exploration_noise": 0.2}
     # the safety node has no run_dir; a sim robot's e-stop file lives in the run
     assert by["/robot_0/safety_node"] == {"config_file": CFG,
@@ -109,7 +110,7 @@ def test_ros_args_and_params_yaml():
                                      "__ns:=/robot_0", "--params-file", "/p.yaml"]
     assert n.ros_args() == ["--ros-args", "-r", "__node:=actor_node", "-r", "__ns:=/robot_0",
                             "-p", f"config_file:={CFG}", "-p", "robot_id:=0",
-                            "-p", "reset_mode:=service"]
+                            "-p", "reset_mode:=service", "-p", "trigger:=state"]
     sim = build_graph("sim", config_file=CFG)[0]
     assert sim.ros_args()[-6:] == ["-p", "sim.num_robots:=1", "-p", "robot_namespaces:=['']",
                                    "-p", "learner_gate:=true"]
