@@ -21,6 +21,7 @@ import pytest
 import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from probes import spin_until
 
 from robot_rl.actor import expected_policy_architecture
 from robot_rl.agents.checkpoint import export_policy
@@ -83,12 +84,7 @@ class Probe:
             self.status[st.name] = {kv.key: kv.value for kv in st.values}
 
     def spin_until(self, cond, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=0.01)
-            if cond():
-                return True
-        return False
+        return spin_until(self.node, cond, timeout)
 
     def unique(self) -> dict[int, Transition]:
         return {t.seq: t for t in self.transitions}

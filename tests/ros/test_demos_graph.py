@@ -13,13 +13,13 @@ stands in for a person; the teleop node turns that into TeleopCommands; the acto
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+
+from probes import DiagProbe
 
 from robot_rl.config import load_config
 from robot_rl.replay import ReplayReader
@@ -46,32 +46,10 @@ def _plan(tmp_path: Path, *, demos: bool, operator_params: dict):
     return plan
 
 
-class Diag:
-    def __init__(self):
-        self.node = rclpy.create_node("demo_probe")
-        self.status: dict[str, dict[str, str]] = {}
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.cb, 50)
-
-    def cb(self, msg):
-        for st in msg.status:
-            self.status[st.name.split(":")[0]] = {kv.key: kv.value for kv in st.values}
-
-    def get(self, name, key, default=None):
-        return self.status.get(name, {}).get(key, default)
-
-    def spin_until(self, cond, timeout):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if cond():
-                return True
-        return False
-
-
 @pytest.fixture
 def diag():
     rclpy.init()
-    d = Diag()
+    d = DiagProbe()
     yield d
     d.node.destroy_node()
     rclpy.shutdown()

@@ -13,13 +13,13 @@ restarts nothing, by design):
 from __future__ import annotations
 
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
+
+from probes import DiagProbe
 
 from robot_rl.config import load_config
 from robot_rl.replay import ReplayReader
@@ -50,34 +50,10 @@ def _start(ros_process, plan, spec):
     return ros_process(plan.command(spec), name=spec.fully_qualified_name)
 
 
-class Diag:
-    """Latest /diagnostics values per node."""
-
-    def __init__(self):
-        self.node = rclpy.create_node("fault_probe")
-        self.status: dict[str, dict[str, str]] = {}
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.cb, 50)
-
-    def cb(self, msg):
-        for st in msg.status:
-            self.status[st.name.split(":")[0]] = {kv.key: kv.value for kv in st.values}
-
-    def get(self, name: str, key: str, default=None):
-        return self.status.get(name, {}).get(key, default)
-
-    def spin_until(self, cond, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            rclpy.spin_once(self.node, timeout_sec=0.05)
-            if cond():
-                return True
-        return False
-
-
 @pytest.fixture
 def diag():
     rclpy.init()
-    d = Diag()
+    d = DiagProbe()
     yield d
     d.node.destroy_node()
     rclpy.shutdown()
