@@ -21,7 +21,8 @@ device state every ``1 / publish_hz`` s, as the spacenav driver does while the p
 the teleop node sees a live device. Stopping this node is a person walking away: the device
 goes silent and the teleop node reports the input lost (deadman false).
 
-It does not reset episodes: the actor does that (or the test that drives it).
+It starts its first episode once something reads its device topic (the teleop node), and it
+does not reset episodes: the actor does that (or the test that drives it).
 """
 from __future__ import annotations
 
@@ -87,6 +88,7 @@ class ScriptedOperatorNode(Node):
         self._episode: int | None = None
         self._last_key = None
         self._last: DeviceCommand | None = None
+        self._waiting_logged = False
         self.steps = 0
         self.marks = {m: 0 for m in MARK_NAMES if m != MARK_NONE}
 
@@ -146,6 +148,13 @@ class ScriptedOperatorNode(Node):
     def step(self) -> None:
         ts = self._ts
         if len(ts.goal) != 3 or not np.all(np.isfinite(self._q)):
+            return
+        if self._episode is None and self.joy_pub.get_subscription_count() == 0:
+            # Nobody reads the device yet (the teleop node is starting or not discovered):
+            # a person would not start an episode with the device unplugged.
+            if not self._waiting_logged:
+                self.get_logger().info(f"waiting for a reader of {self.joy_pub.topic_name}")
+                self._waiting_logged = True
             return
         ep = int(ts.episode_id)
         if ep != self._episode:

@@ -170,7 +170,8 @@ class TeleopNode(Node):
                 log.warning(f"deadman false: {out.reason}")
             else:
                 log.info(f"deadman false: {out.reason}")
-        elif not out.deadman and out.reason != self._reason and out.reason.startswith("input lost"):
+        elif (not out.deadman and out.reason.startswith("input lost")
+              and not self._reason.startswith("input lost")):
             log.warning(out.reason)
         self._deadman, self._reason = out.deadman, out.reason
 
