@@ -183,6 +183,10 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
     nodes = build_graph(kind, config_file=rd / "config.yaml", num_robots=n, namespaces=ns,
                         run_dir=rd, learner=learner, rt_priority=cfg.run.rt_priority,
                         teleop=teleop, operator=operator, demos=demos)
+    if cfg.safety.estop_file is not None:
+        # The config names the e-stop file: it wins over the sim graph's per-run default.
+        for spec in nodes:
+            spec.parameters.pop("safety.estop_file", None)
     if roles is not None:
         roles = list(roles)
         unknown = sorted(set(roles) - set(ROLES))

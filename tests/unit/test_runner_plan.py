@@ -174,3 +174,27 @@ def test_up_refuses_an_existing_run(capsys, tmp_path):
     assert "already holds a run (config.yaml); pick another --name or pass --resume" \
         in capsys.readouterr().err
     assert main(["up", "sim", "--dry-run", "--resume", f"run.root={tmp_path}", "run.name=r"]) == 0
+
+
+def test_sim_estop_file_per_run_unless_the_config_names_one(tmp_path):
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=e"])
+    plan = plan_run("sim", cfg, robots=2)
+    files = [s.parameters["safety.estop_file"] for s in plan.nodes if s.role == "safety"]
+    assert files == [str(tmp_path / "e" / "estop" / f"robot_{i}.json") for i in range(2)]
+    named = load_config(None, [f"run.root={tmp_path}", "run.name=f",
+                               f"safety.estop_file={tmp_path / 'mine.json'}"])
+    plan = plan_run("sim", named, robots=2)
+    assert all("safety.estop_file" not in s.parameters for s in plan.nodes)
+
+
+def test_demos_plan_runs_in_real_time_with_teleop_and_operator(tmp_path):
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=d", "sim.clock=lockstep"])
+    plan = plan_run("sim", cfg, robots=2, learner=False, demos=True, operator=True)
+    assert plan.cfg.sim.clock == "realtime"
+    roles = [s.role for s in plan.nodes]
+    assert roles.count("teleop") == 2 and roles.count("operator") == 2
+    assert "learner" not in roles
+    actors = [s for s in plan.nodes if s.role == "actor"]
+    assert all(a.parameters["mode"] == "demos" for a in actors)
+    with pytest.raises(ValueError, match="operator"):
+        plan_run("robot", cfg, operator=True)
