@@ -131,23 +131,29 @@ class NumpyPolicy:
 class _Entry:
     item: Any
     sent_at: float
+    tries: int = 0
 
 
 class Outbox:
     """Transitions sent but not yet acknowledged, in seq order.
 
     ``add`` a transition when it is first sent; ``ack(committed_seq)`` drops everything up to
-    it; ``due(now)`` lists what has waited ``resend_after`` seconds without an acknowledgement
-    (and marks it re-sent). ``full`` once ``capacity`` transitions wait: the actor then stops
-    starting steps until acknowledgements make room (``resume_below``).
+    it; ``due(now)`` lists what has waited without an acknowledgement (and marks it re-sent):
+    ``resend_after`` seconds after the first send, then twice as long after each re-send, up to
+    ``max_backoff`` times -- a replay that is down for a while does not turn the outbox into a
+    storm of re-sends. ``rewind()`` makes everything due at once (the replay is back: an
+    acknowledgement came after a silence). ``full`` once ``capacity`` transitions wait: the
+    actor then stops starting steps until acknowledgements make room (``resume_below``).
     """
 
-    def __init__(self, capacity: int, resend_after: float = 2.0, resume_fraction: float = 0.9):
+    def __init__(self, capacity: int, resend_after: float = 2.0, resume_fraction: float = 0.9,
+                 max_backoff: int = 16):
         if capacity < 1:
             raise ValueError(f"outbox_capacity: expected >= 1, got {capacity}")
         self.capacity = capacity
         self.resend_after = resend_after
         self.resume_below = max(1, int(capacity * resume_fraction))
+        self.max_backoff = max_backoff
         self._q: OrderedDict[int, _Entry] = OrderedDict()
         self.acked = -1
         self.resent = 0
@@ -182,15 +188,23 @@ class Outbox:
     def due(self, now: float, limit: int = 10_000) -> list[Any]:
         """Items waiting ``resend_after`` s or more (oldest first, at most ``limit``)."""
         out = []
+        base, cap = self.resend_after, self.max_backoff
         for e in self._q.values():  # seq order; a re-sent entry is young again, so scan all
-            if now - e.sent_at >= self.resend_after:
+            if now - e.sent_at >= base * min(1 << e.tries, cap):
                 out.append(e)
                 if len(out) >= limit:
                     break
         for e in out:
             e.sent_at = now
+            e.tries += 1
         self.resent += len(out)
         return [e.item for e in out]
+
+    def rewind(self) -> None:
+        """Make every waiting transition due now (and reset its back-off)."""
+        for e in self._q.values():
+            e.sent_at = -math.inf
+            e.tries = 0
 
     def oldest_age(self, now: float) -> float:
         if not self._q:

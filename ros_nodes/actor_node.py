@@ -144,6 +144,7 @@ class ActorNode(Node):
         self.sent = 0
         self.bad_states = 0
         self.publish_failures = 0
+        self._last_ack = -math.inf
         # -- teleop: takeover (train) and demonstrations (demos) -----------------------------
         self.demos = self.mode_param == "demos"
         self._teleop: TeleopCommand | None = None
@@ -289,6 +290,12 @@ class ActorNode(Node):
 
     def on_ack(self, msg: ReplayAck) -> None:
         if msg.robot_id == self.robot_id and msg.actor_session == self.session:
+            now = time.monotonic()
+            if now - self._last_ack > 3.0 and len(self.outbox):
+                # acknowledgements again after a silence: a (re)started replay node; send it
+                # everything it has not acknowledged now instead of at the backed-off times
+                self.outbox.rewind()
+            self._last_ack = now
             self.outbox.ack(int(msg.committed_seq))
 
     def on_policy(self, msg: PolicyWeights) -> None:

@@ -119,7 +119,8 @@ def test_lockstep_transitions_and_policy_swaps(ros_process, probe, tmp_path):
     probe.policy.publish(PolicyWeights(version=5, config_hash=h, safetensors=list(blob)))
     actor.wait_for_line(r"policy version 5 in use", timeout=30)
     assert probe.spin_until(
-        lambda: sum(t.policy_version == 5 for t in probe.unique().values()) >= 2 * MAX_STEPS, 60)
+        lambda: sum(t.policy_version == 5 for t in probe.unique().values()) >= 2 * MAX_STEPS,
+        60), (len(probe.unique()), actor.tail(), sim.tail())
 
     # refused: garbage bytes, another architecture (a hash that is not ours), an old version
     probe.policy.publish(PolicyWeights(version=6, config_hash=h, safetensors=[1, 2, 3]))

@@ -17,7 +17,8 @@ def test_outbox_ack_drops_prefix_and_resends_only_old_entries():
     assert len(box) == 4 and not box.full
     assert box.due(now=12.5) == ["t0"]  # 2.5 s old; t1 is 1.5 s old
     assert box.due(now=12.6) == []  # t0 was just re-sent: young again
-    assert box.due(now=14.6) == ["t0", "t1", "t2"]
+    assert box.due(now=14.6) == ["t1", "t2"]  # t0 backs off: 4 s after its first re-send
+    assert box.due(now=16.5) == ["t0", "t3"]
     assert box.ack(1) == 2 and len(box) == 2
     assert box.ack(0) == 0  # an older ack changes nothing
     box.add(1, "late duplicate", now=20.0)  # already durable: not kept
@@ -27,7 +28,16 @@ def test_outbox_ack_drops_prefix_and_resends_only_old_entries():
     box.add(6, "t6", 20.0)
     assert box.full and len(box) == 5
     assert box.ack(6) == 5 and len(box) == 0 and box.acked == 6
-    assert box.resent == 4
+    assert box.resent == 5
+
+
+def test_outbox_backs_off_while_unacknowledged_and_rewinds():
+    box = Outbox(capacity=10, resend_after=1.0, max_backoff=4)
+    box.add(0, "t0", now=0.0)
+    times = [t / 10 for t in range(0, 400) if box.due(now=t / 10)]
+    assert times == [1.0, 3.0, 7.0, 11.0, 15.0, 19.0, 23.0, 27.0, 31.0, 35.0, 39.0]  # 1,2,4,4..
+    box.rewind()  # the replay is back
+    assert box.due(now=39.05) == ["t0"]
 
 
 def test_outbox_rejects_bad_capacity():
