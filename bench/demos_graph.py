@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Issue 7's learning evidence through the ROS graph: sparse reach with scripted-operator demos
+vs no demo rows at all. Budgets are fixed here, before anything runs (DESIGN §8).
+
+Per seed and arm, one run directory ``<root>/<arm>_s<seed>/``:
+
+* ``demos``: first ``robot-rl up sim --demos --scripted-operator`` (two robots, real time, no
+  learner) records demonstrations until the actors made ``DEMO_STEPS`` env steps (19-25 episodes here) -- the
+  scripted operator's marked episodes land whole as source=demo, discarded ones never do --
+  then ``robot-rl up sim --resume`` trains on the same store for ``BUDGET`` env steps;
+* ``nodemo``: the same training run on an empty store.
+
+Training is identical in both arms: DDPGfD as in bench/learning.py's ``ddpgfd`` arm (5-step
+returns mixed with 1-step, prioritized replay with the demo bonus, L2 on the critic, BC with a
+Q-filter -- inactive without demo rows), sparse reward, ee_velocity
+actions, two robots in lockstep with the learner gate (UTD 1), evaluation every ``EVAL_EVERY``
+env steps on the fixed 50 seeded episodes through the safety filter.
+
+    python bench/demos_graph.py --seeds 0 1 2          # runs what is missing (resumable)
+    python bench/demos_graph.py --summary              # the table for docs/results.md
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+ROBOT_RL = str(Path(sys.executable).parent / "robot-rl")
+
+BUDGET = 12_000  # env steps of training (both robots together)
+DEMO_STEPS = 600  # env steps of demonstration recording (both robots): about 20 episodes
+EVAL_EVERY = 2_000
+COMMON = [
+    "task.name=reach", "task.reward=sparse", "task.action_mode=ee_velocity",
+    "safety.ee_speed_max=0.55", "sim.num_robots=2",
+    "agent.algo=ddpgfd", "agent.n_step=5", "agent.demo_sampling=union",
+    "replay.prioritized=true", "agent.critic_l2=1e-5", "agent.warmup_steps=1000",
+    f"run.eval_every={EVAL_EVERY}", "run.eval_episodes=50",
+]
+
+
+def _run(cmd: list[str], log: Path) -> int:
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n")
+        f.flush()
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO).returncode
+
+
+def run_one(root: Path, arm: str, seed: int) -> None:
+    name = f"{arm}_s{seed}"
+    run_dir = root / name
+    log = root / f"{name}.log"
+    if (run_dir / "eval.csv").exists() and (run_dir / "done.json").exists():
+        print(f"{name}: done already", flush=True)
+        return
+    over = COMMON + [f"run.seed={seed}", f"run.root={root}"]
+    t0 = time.time()
+    resume = []
+    if arm == "demos":
+        if not (run_dir / "replay.zarr").exists():
+            rc = _run([ROBOT_RL, "up", "sim", "--demos", "--scripted-operator", "--name", name,
+                       "--max-env-steps", str(DEMO_STEPS), *over], log)
+            if rc != 0:
+                raise RuntimeError(f"{name}: demo recording failed ({rc}); see {log}")
+        resume = ["--resume"]
+    elif run_dir.exists():
+        resume = ["--resume"]
+    t1 = time.time()
+    rc = _run([ROBOT_RL, "up", "sim", "--name", name, *resume, "--max-env-steps", str(BUDGET),
+               "sim.clock=lockstep", *over], log)
+    if rc != 0:
+        raise RuntimeError(f"{name}: training failed ({rc}); see {log}")
+    from robot_rl.replay import ReplayReader
+
+    r = ReplayReader(run_dir / "replay.zarr")
+    src = r.read(0, len(r), ("source", "episode_id"))
+    demo = src["source"] == 1
+    (run_dir / "done.json").write_text(json.dumps({
+        "arm": arm, "seed": seed, "budget": BUDGET, "demo_rows": int(demo.sum()),
+        "demo_episodes": int(len(set(src["episode_id"][demo].tolist()))),
+        "record_s": round(t1 - t0, 1), "train_s": round(time.time() - t1, 1)}) + "\n")
+    print(f"{name}: done in {time.time() - t0:.0f} s", flush=True)
+
+
+def summary(root: Path) -> dict:
+    out: dict = {}
+    for arm in ("demos", "nodemo"):
+        finals, best, to90, walls, demos = [], [], [], [], []
+        for d in sorted(root.glob(f"{arm}_s*")):
+            if not (d / "done.json").exists():
+                continue
+            meta = json.loads((d / "done.json").read_text())
+            with open(d / "eval.csv") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= BUDGET + 500]
+            if not rows:
+                continue
+            finals.append(float(rows[-1]["success_rate"]))
+            best.append(max(float(r["success_rate"]) for r in rows))
+            hit = [int(r["env_steps"]) for r in rows if float(r["success_rate"]) >= 0.9]
+            to90.append(hit[0] if hit else None)
+            walls.append(meta["train_s"])
+            demos.append((meta["demo_episodes"], meta["demo_rows"]))
+        if finals:
+            out[arm] = {"runs": len(finals), "final_success_mean": statistics.mean(finals),
+                        "final_success_min": min(finals), "final_success_max": max(finals),
+                        "best_success": best, "env_steps_to_90": to90, "train_wall_s": walls,
+                        "demo_episodes_rows": demos}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--root", default=str(REPO / "runs" / "exp_demos_graph"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--arms", nargs="+", default=["demos", "nodemo"])
+    ap.add_argument("--summary", action="store_true")
+    args = ap.parse_args(argv)
+    root = Path(args.root).absolute()
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if args.summary:
+        print(json.dumps({"budget_env_steps": BUDGET, "demo_recording_env_steps": DEMO_STEPS,
+                          "config": COMMON, **summary(root)}, indent=1))
+        return 0
+    for seed in args.seeds:
+        for arm in args.arms:
+            run_one(root, arm, seed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
