@@ -165,8 +165,19 @@ def test_scripted_operator_drives_the_sim_through_the_teleop_node(ros_process, r
     print(f"teleop: {rate:.2f} Hz, {len(driving)} driving commands, "
           f"{np.mean(np.asarray(toward) > 0.5):.0%} towards the goal, marks {probe.marks()}")
     # Marks: once per press (the operator logs each press; the teleop node each mark sent).
-    presses = len([ln for ln in operator.lines if "pressing" in ln])
-    sent = len([ln for ln in teleop.lines if "episode mark:" in ln])
+    def sent_marks() -> int:
+        return len([ln for ln in teleop.lines if "episode mark:" in ln])
+
+    def pressed() -> int:
+        return len([ln for ln in operator.lines if "pressing" in ln])
+
+    # A node's log line can reach us after the message it logged: give the logs a moment.
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and (sent_marks() < len(probe.marks())
+                                           or pressed() < sent_marks()):
+        time.sleep(0.05)
+    presses = pressed()
+    sent = sent_marks()
     assert sent == len(probe.marks()) and presses - sent in (0, 1)  # one may be in flight
     assert set(probe.marks()) <= {MARK_SUCCESS, MARK_FAILURE}
     teleop.wait_for_line(r"deadman pressed: teleop drives", timeout=1)
