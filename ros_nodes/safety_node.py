@@ -227,6 +227,11 @@ class SafetyNode(Node):
                 # Sim time: the proposal answers the state stamped stamp_ns.
                 self._proposal_time = msg.stamp_ns * 1e-9 if msg.stamp_ns > 0 else (
                     self._state_stamp or 0.0)
+                if self._state_stamp is not None and msg.stamp_ns > round(
+                        self._state_stamp * 1e9):
+                    # The state it answers is still on its way (another topic): check the
+                    # proposal against that state, not the previous one (on_joint_state).
+                    return
             self.on_output()
 
     def on_joint_state(self, msg: JointState) -> None:
@@ -237,6 +242,10 @@ class SafetyNode(Node):
             stamp = self.get_clock().now().nanoseconds
         self._state_stamp = stamp * 1e-9
         self._state_wall = time.monotonic()
+        p = self._proposal
+        if (p is not None and self.lockstep and self.trigger == "proposal"
+                and p.stamp_ns <= stamp):
+            self.on_output()  # a proposal that waited for this state
 
     def on_backstop(self) -> None:
         """trigger=proposal, real time: brake (one output per period) once proposals stop."""
