@@ -204,6 +204,15 @@ def _wait(cond, timeout: float, graph: Graph, what: str) -> None:
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+def _wait_running(graph: Graph, probe: Probe, robots: int, learner: bool) -> None:
+    """Until every actor made a step (and the learner, if any, an update)."""
+    _wait(lambda: len(probe.values("env_steps", "actor_node")) == robots and
+          min(probe.values("env_steps", "actor_node").values()) > 0, 120, graph, "actors")
+    if learner:
+        _wait(lambda: probe.values("updates", "learner_node").get("/learner_node", 0) > 0,
+              120, graph, "the learner to train")
+
+
 def _namespaces(robots: int) -> list[str]:
     return [""] if robots == 1 else [f"robot_{i}" for i in range(robots)]
 
@@ -220,11 +229,7 @@ def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: f
     g = Graph(root, name, over, robots=robots, learner=learner, gate=gate)
     probe = Probe(_namespaces(robots), latency=False)
     try:
-        _wait(lambda: len(probe.values("env_steps", "actor_node")) == robots and
-              min(probe.values("env_steps", "actor_node").values()) > 0, 120, g, "actors")
-        if learner:
-            _wait(lambda: probe.values("updates", "learner_node").get("/learner_node", 0) > 0,
-                  120, g, "the learner to train")
+        _wait_running(g, probe, robots, learner)
         time.sleep(warmup)
         s0, t0 = probe.values("env_steps", "actor_node"), time.monotonic()
         u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
@@ -251,11 +256,7 @@ def run_latency(root: Path, robots: int, learner: bool, duration: float,
     g = Graph(root, name, over, robots=robots, learner=learner)
     probe = Probe(_namespaces(robots), latency=True)
     try:
-        _wait(lambda: len(probe.values("env_steps", "actor_node")) == robots and
-              min(probe.values("env_steps", "actor_node").values()) > 0, 120, g, "actors")
-        if learner:
-            _wait(lambda: probe.values("updates", "learner_node").get("/learner_node", 0) > 0,
-                  120, g, "the learner to train")
+        _wait_running(g, probe, robots, learner)
         time.sleep(warmup)
         probe.recording = True
         u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)

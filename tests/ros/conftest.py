@@ -70,3 +70,16 @@ def ros_process() -> Iterator[_ProcessFactory]:
         yield factory
     finally:
         factory.stop_all()
+
+
+@pytest.fixture
+def diag():
+    """A :class:`probes.DiagProbe` (latest ``/diagnostics`` per node) in this process's rclpy."""
+    import rclpy
+    from probes import DiagProbe
+
+    rclpy.init()
+    d = DiagProbe()
+    yield d
+    d.node.destroy_node()
+    rclpy.shutdown()

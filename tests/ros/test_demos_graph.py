@@ -17,9 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-
-from probes import DiagProbe
 
 from robot_rl.config import load_config
 from robot_rl.replay import ReplayReader
@@ -44,15 +41,6 @@ def _plan(tmp_path: Path, *, demos: bool, operator_params: dict):
             spec.parameters.update(operator_params)
     write_run_files(plan, ["pytest"])
     return plan
-
-
-@pytest.fixture
-def diag():
-    rclpy.init()
-    d = DiagProbe()
-    yield d
-    d.node.destroy_node()
-    rclpy.shutdown()
 
 
 def _start_all(ros_process, plan):

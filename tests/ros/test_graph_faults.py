@@ -17,9 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-
-from probes import DiagProbe
 
 from robot_rl.config import load_config
 from robot_rl.replay import ReplayReader
@@ -48,15 +45,6 @@ def _plan(tmp_path: Path, *, learner: bool, robots: int = 2):
 
 def _start(ros_process, plan, spec):
     return ros_process(plan.command(spec), name=spec.fully_qualified_name)
-
-
-@pytest.fixture
-def diag():
-    rclpy.init()
-    d = DiagProbe()
-    yield d
-    d.node.destroy_node()
-    rclpy.shutdown()
 
 
 def _store_rows(plan) -> int:
