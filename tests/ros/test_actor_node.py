@@ -188,19 +188,18 @@ def test_lockstep_transitions_and_policy_swaps(ros_process, probe, tmp_path):
 
 def test_outbox_full_pauses_and_ack_resumes(ros_process, probe, tmp_path):
     cfg = _config(tmp_path, "lockstep")
-    _, _, actor = _start(ros_process, cfg, "outbox_capacity:=25", "resend_after:=60.0")
+    _, _, actor = _start(ros_process, cfg, "outbox_capacity:=25", "resend_after:=1.0")
     actor.wait_for_line(r"outbox full: 2[56] transitions unacknowledged.*episode cut", timeout=60)
-    # The 25th transition (seq 24) filled the outbox. (The probe may have missed the first few:
-    # they can go out before DDS has matched it with the new actor, and are re-sent only after
-    # 60 s here.)
-    assert probe.spin_until(lambda: 24 in probe.unique(), 10), sorted(probe.unique())
+    # The 25th transition (seq 24) filled the outbox. In lockstep all 25 can go out before DDS
+    # has matched the probe with the new actor (a CI run saw none of them); the unacknowledged
+    # ones are re-sent after 1 s (then 2, 4, ... s), so the probe gets them from the re-sends.
+    assert probe.spin_until(lambda: set(range(25)) <= set(probe.unique()), 20), \
+        sorted(probe.unique())
     last = probe.unique()[24]
     assert max(probe.unique()) == 24
     assert last.truncated  # the cut episode ends truncated (bootstrap through it)
-    n = len(probe.transitions)
-    time.sleep(1.0)
-    probe.spin_until(lambda: False, 0.5)
-    assert len(probe.transitions) == n  # paused: nothing new (no re-send within 60 s either)
+    probe.spin_until(lambda: False, 2.0)
+    assert max(probe.unique()) == 24  # paused: re-sends only, no new transition
     assert probe.spin_until(lambda: probe.status.get("/actor_node", {}).get("mode") == "paused", 5)
     session = int(probe.status["/actor_node"]["session"], 16)
     probe.ack.publish(ReplayAck(robot_id=0, actor_session=session, committed_seq=last.seq))
