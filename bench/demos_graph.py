@@ -34,7 +34,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 ROBOT_RL = str(Path(sys.executable).parent / "robot-rl")
 
-BUDGET = 12_000  # env steps of training (both robots together)
+BUDGET = 12_000  # env steps of training (both robots together); the first experiment's budget
+# A later experiment continues the same runs to a larger budget (``--budget``, fixed before it
+# started): 30,000 env steps (session 3). The learner resumes exactly from its checkpoint on the
+# same store, so a continued run is the run it would have been with the larger budget.
+STOP_MARGIN = 300  # env steps past the budget before stopping, so the evaluation at the budget
+# itself is in eval.csv (the gated learner evaluates before it lets the actors go on)
 DEMO_STEPS = 600  # env steps of demonstration recording (both robots): about 20 episodes
 EVAL_EVERY = 2_000
 COMMON = [
@@ -53,12 +58,25 @@ def _run(cmd: list[str], log: Path) -> int:
         return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO).returncode
 
 
-def run_one(root: Path, arm: str, seed: int) -> None:
+def _online_rows(run_dir: Path) -> tuple[int, int, int]:
+    """(online env steps, demo rows, demo episodes) in the run's store."""
+    from robot_rl.replay import ReplayReader
+
+    r = ReplayReader(run_dir / "replay.zarr")
+    src = r.read(0, len(r), ("source", "episode_id"))
+    demo = src["source"] == 1
+    return (int((~demo).sum()), int(demo.sum()),
+            int(len(set(src["episode_id"][demo].tolist()))))
+
+
+def run_one(root: Path, arm: str, seed: int, budget: int) -> None:
     name = f"{arm}_s{seed}"
     run_dir = root / name
     log = root / f"{name}.log"
-    if (run_dir / "eval.csv").exists() and (run_dir / "done.json").exists():
-        print(f"{name}: done already", flush=True)
+    done = run_dir / "done.json"
+    meta = json.loads(done.read_text()) if done.exists() else None
+    if meta is not None and meta["budget"] >= budget:
+        print(f"{name}: done already (budget {meta['budget']})", flush=True)
         return
     over = COMMON + [f"run.seed={seed}", f"run.root={root}"]
     t0 = time.time()
@@ -73,23 +91,28 @@ def run_one(root: Path, arm: str, seed: int) -> None:
     elif run_dir.exists():
         resume = ["--resume"]
     t1 = time.time()
-    rc = _run([ROBOT_RL, "up", "sim", "--name", name, *resume, "--max-env-steps", str(BUDGET),
-               "sim.clock=lockstep", *over], log)
-    if rc != 0:
-        raise RuntimeError(f"{name}: training failed ({rc}); see {log}")
-    from robot_rl.replay import ReplayReader
+    done_steps = _online_rows(run_dir)[0] if (run_dir / "replay.zarr").exists() else 0
+    # the first experiment stopped at exactly its budget; continuations stop STOP_MARGIN past it
+    margin = 0 if budget == BUDGET else STOP_MARGIN
+    left = budget + margin - done_steps
+    if left > 0:
+        rc = _run([ROBOT_RL, "up", "sim", "--name", name, *resume, "--max-env-steps", str(left),
+                   "sim.clock=lockstep", *over], log)
+        if rc != 0:
+            raise RuntimeError(f"{name}: training failed ({rc}); see {log}")
+    online, demo_rows, demo_eps = _online_rows(run_dir)
+    record_s = meta["record_s"] if meta else round(t1 - t0, 1)
+    train_s = (meta["train_s"] if meta else 0.0) + round(time.time() - t1, 1)
+    history = (meta.get("history", []) if meta else []) + ([{k: meta[k] for k in (
+        "budget", "train_s")}] if meta else [])
+    done.write_text(json.dumps({
+        "arm": arm, "seed": seed, "budget": budget, "online_env_steps": online,
+        "demo_rows": demo_rows, "demo_episodes": demo_eps, "record_s": record_s,
+        "train_s": round(train_s, 1), "history": history}) + "\n")
+    print(f"{name}: done in {time.time() - t0:.0f} s ({online} online env steps)", flush=True)
 
-    r = ReplayReader(run_dir / "replay.zarr")
-    src = r.read(0, len(r), ("source", "episode_id"))
-    demo = src["source"] == 1
-    (run_dir / "done.json").write_text(json.dumps({
-        "arm": arm, "seed": seed, "budget": BUDGET, "demo_rows": int(demo.sum()),
-        "demo_episodes": int(len(set(src["episode_id"][demo].tolist()))),
-        "record_s": round(t1 - t0, 1), "train_s": round(time.time() - t1, 1)}) + "\n")
-    print(f"{name}: done in {time.time() - t0:.0f} s", flush=True)
 
-
-def summary(root: Path) -> dict:
+def summary(root: Path, budget: int) -> dict:
     out: dict = {}
     for arm in ("demos", "nodemo"):
         finals, best, to90, walls, demos = [], [], [], [], []
@@ -97,15 +120,19 @@ def summary(root: Path) -> dict:
             if not (d / "done.json").exists():
                 continue
             meta = json.loads((d / "done.json").read_text())
+            if meta["budget"] < budget:
+                continue
             with open(d / "eval.csv") as f:
-                rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= BUDGET + 500]
+                rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= budget + 500]
             if not rows:
                 continue
             finals.append(float(rows[-1]["success_rate"]))
             best.append(max(float(r["success_rate"]) for r in rows))
             hit = [int(r["env_steps"]) for r in rows if float(r["success_rate"]) >= 0.9]
             to90.append(hit[0] if hit else None)
-            walls.append(meta["train_s"])
+            # wall-clock of training up to this budget (the first experiment's part if shorter)
+            walls.append(next((h["train_s"] for h in meta.get("history", [])
+                               if h["budget"] == budget), meta["train_s"]))
             demos.append((meta["demo_episodes"], meta["demo_rows"]))
         if finals:
             out[arm] = {"runs": len(finals), "final_success_mean": statistics.mean(finals),
@@ -120,18 +147,21 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=str(REPO / "runs" / "exp_demos_graph"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=["demos", "nodemo"])
+    ap.add_argument("--budget", type=int, default=BUDGET,
+                    help=f"env steps of training per run (default {BUDGET}); a larger one continues "
+                    "finished runs from their checkpoints")
     ap.add_argument("--summary", action="store_true")
     args = ap.parse_args(argv)
     root = Path(args.root).absolute()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if args.summary:
-        print(json.dumps({"budget_env_steps": BUDGET, "demo_recording_env_steps": DEMO_STEPS,
-                          "config": COMMON, **summary(root)}, indent=1))
+        print(json.dumps({"budget_env_steps": args.budget, "demo_recording_env_steps": DEMO_STEPS,
+                          "config": COMMON, **summary(root, args.budget)}, indent=1))
         return 0
     for seed in args.seeds:
         for arm in args.arms:
-            run_one(root, arm, seed)
+            run_one(root, arm, seed, args.budget)
     return 0
 
 
