@@ -94,8 +94,9 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "refresh_rows": (65536, "most store rows mirrored per timer tick"),
     "log_every_s": (10.0, "seconds between progress lines (and TensorBoard train scalars)"),
     "allowance_topic": ("/rl/env_step_allowance",
-                        "std_msgs/UInt64: env steps the learner can take without falling behind "
-                        "its UTD ratio (a lockstep sim waits for it; '' = not published)"),
+                        "std_msgs/UInt64: env steps the sim may still take beyond the policy rows "
+                        "the learner has seen, without the learner falling behind its UTD ratio "
+                        "(a lockstep sim waits for it; '' = not published)"),
     "allowance_slack": (500, "env steps of allowance beyond the UTD target (rows in flight)"),
 }
 
@@ -434,17 +435,29 @@ class LearnerNode(Node):
     # ------------------------------------------------------------------ the loop
 
     def allowance(self) -> int:
-        """Env steps (policy rows) the learner can take without falling behind its UTD target:
-        ``max(warmup, batch) + ceil(updates done / utd_ratio) + allowance_slack``; unlimited once
-        ``total_updates`` is reached."""
+        """Env steps (policy rows) the sim may still take beyond the ``env_steps`` the learner
+        has seen in the store, without the learner falling behind its UTD target:
+        ``max(warmup, batch) + ceil(updates done / utd_ratio) + allowance_slack - env_steps``
+        (at least 0); ``allowance_slack`` alone before the store is open; unlimited once
+        ``total_updates`` is reached.
+
+        A margin, not an absolute count: the sim counts the steps *it* made, which start at 0
+        whenever it starts, while the store's count goes on across runs -- an absolute allowance
+        let a resumed run's sim take as many ungated steps as the store already held (a
+        ``--resume`` of a 12k-step run ran 12k steps at 8 updates/s). The sim adds the margin
+        to its own count when it arrives; rows in flight (made but not yet mirrored) let it run
+        that many steps ahead, never more."""
         total = self.params["total_updates"]
         if total and self.learner.num_steps >= total:
             return 2**63 - 1
+        slack = self.params["allowance_slack"]
+        if self.sampler is None:
+            return slack
         ratio = self.sched.ratio
         done = self.sched.done
         steps = -(-done * ratio.denominator // ratio.numerator)  # ceil(done / ratio)
-        return (max(self.sched.warmup, self.lcfg.batch_size) + int(steps)
-                + self.params["allowance_slack"])
+        limit = max(self.sched.warmup, self.lcfg.batch_size) + int(steps) + slack
+        return max(0, limit - self.env_steps)
 
     def _publish_allowance(self) -> None:
         if self.allowance_pub is None:

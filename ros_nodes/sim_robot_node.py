@@ -14,9 +14,12 @@ and ``/clock`` (``rosgraph_msgs/Clock``) for all. ``sim.clock`` picks the pacing
 robot's command for the step has arrived, or after ``sim.lockstep_timeout`` seconds.
 
 **Learner gate** (``learner_gate``, lockstep only; the sim graph turns it on when it has a
-learner): the learner publishes how many env steps it can take without falling behind its
-update-to-data ratio (``std_msgs/UInt64`` on ``allowance_topic``, default
-``/rl/env_step_allowance``). The sim does not advance past it: on a small machine the physics,
+learner): the learner publishes how many more env steps (all robots together) it can take
+beyond the rows it has seen without falling behind its update-to-data ratio (``std_msgs/UInt64``
+on ``allowance_topic``, default ``/rl/env_step_allowance``). The sim adds that margin to the
+steps it has made itself when the message arrives and does not advance past the sum (a margin,
+so a sim and a learner that start at different times -- a resumed run, a restarted learner --
+agree without sharing a counter): on a small machine the physics,
 actors and replay would otherwise take the CPU from the learner, and the run's UTD ratio would
 be whatever the scheduler made of it, not the configured one. If no allowance has arrived for
 ``gate_timeout`` s (no learner yet, or a dead one), the sim advances ungated and says so.
@@ -132,7 +135,8 @@ class SimRobotNode(Node):
             self._advance_if_allowed()
 
     def on_allowance(self, msg: UInt64) -> None:
-        self.allowance = int(msg.data)
+        # a margin beyond the rows the learner has seen -> a limit on this sim's own count
+        self.allowance = self.commanded_steps * self.sim.num_robots + int(msg.data)
         self._allowance_wall = time.monotonic()
         if self._gate_open_logged:
             self.get_logger().info("learner allowance back; gating again")

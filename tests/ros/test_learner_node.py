@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from std_msgs.msg import UInt64
 
 from robot_rl.actions import ActionMapper
 from robot_rl.agents.checkpoint import load_policy
@@ -85,6 +86,9 @@ class Probe:
                                       LATCHED_QOS)
         self.diag: list[dict[str, str]] = []
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 10)
+        self.allowance: list[int] = []
+        self.node.create_subscription(UInt64, "/rl/env_step_allowance",
+                                      lambda m: self.allowance.append(m.data), 10)
 
     def on_diag(self, msg):
         for st in msg.status:
@@ -225,6 +229,12 @@ def test_sigkill_resumes_from_checkpoint_and_versions_keep_rising(ros_process, p
         # and it trains on: 600 env steps -> 500 updates
         assert probe.spin_until(probe.caught_up(600), 30), (probe.diag[-1:], second.tail())
         assert probe.diag[-1]["rows"] == "700" and probe.diag[-1]["demo_rows"] == "100"
+        # caught up, the env-step allowance is the slack beyond the 600 rows it has seen --
+        # a margin, the same after a resume as in a fresh run (an absolute count would let a
+        # freshly started sim run 600 + 500 steps ungated)
+        slack = 500
+        assert probe.spin_until(lambda: probe.allowance and probe.allowance[-1] == slack, 5), \
+            probe.allowance[-5:]
         v = probe.versions()[n_before:]
         assert v == sorted(set(v)) and v[-1] > after[0]
         print(f"\nlearner: versions before kill {before[-3:]}, checkpoint at version "

@@ -7,7 +7,7 @@ import pytest
 import rclpy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import JointState
-from std_msgs.msg import Float64MultiArray
+from std_msgs.msg import Float64MultiArray, UInt64
 from std_srvs.srv import Trigger
 
 from robot_rl_interfaces.msg import TaskState
@@ -82,3 +82,41 @@ def test_lockstep_two_namespaced_robots(ros_process, probe):
     assert _spin_until(probe, fut.done, 10)
     assert fut.result().success and fut.result().message.startswith("episode 1")
     assert _spin_until(probe, lambda: tasks[1][-1].episode_id == 1, 5)
+
+
+def test_learner_gate_is_a_margin_on_the_sims_own_steps(ros_process, probe):
+    """The learner's allowance is a margin beyond the rows it has seen; the sim adds it to the
+    steps it has made itself. A learner whose store already holds thousands of rows (a resumed
+    run) therefore gates a freshly started sim exactly as a fresh one does."""
+    proc = ros_process([NODE, "--ros-args", "-p", "sim.num_robots:=2", "-p", "sim.clock:=lockstep",
+                        "-p", "sim.lockstep_timeout:=30.0", "-p", "learner_gate:=true",
+                        "-p", "gate_timeout:=60.0"], name="sim-gate")
+    proc.wait_for_line(r"2 sim robot\(s\)", timeout=60)
+    clocks = []
+    probe.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock), 10)
+    allow = probe.create_publisher(UInt64, "/rl/env_step_allowance", 10)
+    pubs = [probe.create_publisher(Float64MultiArray,
+                                   f"/robot_{i}/joint_velocity_controller/commands", 1)
+            for i in (0, 1)]
+    assert _spin_until(probe, lambda: all(p.get_subscription_count() == 1 for p in pubs)
+                       and allow.get_subscription_count() == 1, 30)
+    assert _spin_until(probe, lambda: True, 0.5)
+
+    def step_once(timeout):
+        n = len(clocks)
+        for p in pubs:
+            p.publish(Float64MultiArray(data=[0.0] * 7))
+        return _spin_until(probe, lambda: len(clocks) > n, timeout)
+
+    # margin 6 env steps = 3 steps of the 2-robot world
+    allow.publish(UInt64(data=6))
+    assert _spin_until(probe, lambda: True, 0.3)
+    for _ in range(3):
+        assert step_once(10), proc.tail()
+    assert not step_once(1.5), "stepped past the learner's margin"
+    # the learner has seen those 6 rows and trained: margin 4 more -> limit 6 + 4, 2 more steps
+    allow.publish(UInt64(data=4))
+    assert _spin_until(probe, lambda: len(clocks) == 4, 10)  # the waiting step goes at once
+    assert step_once(10)
+    assert not step_once(1.5), "stepped past the learner's margin"
+    assert len(clocks) == 5
