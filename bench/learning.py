@@ -17,6 +17,7 @@ per arm: final success (mean, min-max), env steps to 95% / 90% (first evaluation
 "never" if not within the budget), wall-clock.
 
     python bench/learning.py --arm td3 --seeds 0 1 2        # one arm
+    python bench/learning.py --arm td3 sb3_td3              # seed by seed, both arms
     python bench/learning.py --all                          # every arm, every seed (hours on 2 cores)
     python bench/learning.py --summary                      # the table for docs/results.md
 """
@@ -121,11 +122,42 @@ def run_sb3(seed: int, root: str) -> None:
     f.close()
 
 
+def _finished(run_dir: Path, budget: int) -> bool:
+    """The run's eval.csv has its evaluation at the budget."""
+    p = run_dir / "eval.csv"
+    if not p.exists():
+        return False
+    with open(p) as f:
+        rows = list(csv.DictReader(f))
+    return bool(rows) and int(rows[-1]["env_steps"]) >= budget
+
+
+def run_one(arm: str, seed: int, root: str) -> None:
+    """Run ``arm`` for ``seed`` unless finished; an unfinished one (a stopped session) is moved
+    aside to ``<name>.unfinished-<time>`` and started again from scratch."""
+    run_dir = Path(root) / f"{arm}_s{seed}"
+    if _finished(run_dir, ARMS[arm]["budget"]):
+        print(f"{run_dir.name}: finished already", flush=True)
+        return
+    if run_dir.exists():
+        aside = run_dir.with_name(f"{run_dir.name}.unfinished-{int(time.time())}")
+        run_dir.rename(aside)
+        print(f"{run_dir.name}: unfinished run moved to {aside.name}; starting again", flush=True)
+    t0 = time.time()
+    if arm == "sb3_td3":
+        run_sb3(seed, root)
+    else:
+        run_ours(arm, seed, root)
+    print(f"{run_dir.name}: done in {time.time() - t0:.0f} s", flush=True)
+
+
 def summary(root: str) -> list[dict[str, Any]]:
     out = []
     for arm, spec in ARMS.items():
         finals, s95, s90, walls = [], [], [], []
         for d in sorted(Path(root).glob(f"{arm}_s*")):
+            if ".unfinished" in d.name:
+                continue
             p = d / "eval.csv"
             if not p.exists():
                 continue
@@ -154,7 +186,8 @@ def summary(root: str) -> list[dict[str, Any]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arm", choices=sorted(ARMS))
+    ap.add_argument("--arm", choices=sorted(ARMS), nargs="+",
+                    help="one or more arms; with several, seed by seed (all arms of seed 0 first)")
     ap.add_argument("--all", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--root", default="runs/learning")
@@ -164,16 +197,12 @@ def main() -> None:
         for row in summary(args.root):
             print(json.dumps(row))
         return
-    arms = sorted(ARMS) if args.all else [args.arm]
-    if arms == [None]:
+    arms = sorted(ARMS) if args.all else args.arm
+    if not arms:
         ap.error("give --arm, --all or --summary")
-    for arm in arms:
-        for seed in args.seeds:
-            if arm == "sb3_td3":
-                run_sb3(seed, args.root)
-            else:
-                run_ours(arm, seed, args.root)
-
+    for seed in args.seeds:
+        for arm in arms:
+            run_one(arm, seed, args.root)
 
 if __name__ == "__main__":
     main()
