@@ -28,6 +28,7 @@ The logic lives in :class:`robot_rl.sim.multi.SimRobots`; this file only adapts 
 """
 from __future__ import annotations
 
+import array
 import sys
 import time
 
@@ -80,6 +81,7 @@ class SimRobotNode(Node):
         self.sim = SimRobots(self.cfg, num_robots=n)
         self.namespaces = namespaces
         self.joint_names = list(self.cfg.robot.joint_names)
+        self._js_msgs: dict[int, JointState] = {}
         self.lockstep = self.cfg.sim.clock == "lockstep"
 
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
@@ -211,18 +213,22 @@ class SimRobotNode(Node):
     def publish_states(self) -> None:
         clock = Clock()
         clock.clock = self._stamp()
-        self.clock_pub.publish(clock)
         for i in range(self.sim.num_robots):
             self.publish_robot(i, clock.clock)
+        # /clock last: the control path (joint state -> actor -> safety node) does not wait for
+        # it; nodes on sim time get the same stamp a fraction of a millisecond later
+        self.clock_pub.publish(clock)
 
     def publish_robot(self, i: int, stamp=None) -> None:
         stamp = stamp or self._stamp()
         st = self.sim.state(i)
-        js = JointState()
+        js = self._js_msgs.get(i)
+        if js is None:  # one message per robot, names set once (published by value)
+            js = self._js_msgs[i] = JointState()
+            js.name = self.joint_names
         js.header.stamp = stamp
-        js.name = self.joint_names
-        js.position = st.q.tolist()
-        js.velocity = st.dq.tolist()
+        js.position = array.array("d", st.q.astype(float).tobytes())
+        js.velocity = array.array("d", st.dq.astype(float).tobytes())
         self.state_pubs[i].publish(js)
         ts = TaskState()
         ts.stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
