@@ -38,6 +38,12 @@ BUDGET = 12_000  # env steps of training (both robots together); the first exper
 # A later experiment continues the same runs to a larger budget (``--budget``, fixed before it
 # started): 30,000 env steps (session 3). The learner resumes exactly from its checkpoint on the
 # same store, so a continued run is the run it would have been with the larger budget.
+#: training variants (each its own experiment and root): ``ddpgfd`` as above; ``twin``: the same
+#: with clipped double-Q (two critics, the target takes their minimum). Added in session 3,
+#: fixed before it ran, after ``ddpgfd``'s demos_s0 collapsed from 64 % at 12k env steps to 0 %
+#: from 18k on (the single critic's overestimation is the classic cause: the actor drives into
+#: actions the critic over-values; TD3's twins are the standard remedy, and make sim's TD3 learns).
+VARIANTS = {"ddpgfd": [], "twin": ["agent.twin_critics=true"]}
 STOP_MARGIN = 300  # env steps past the budget before stopping, so the evaluation at the budget
 # itself is in eval.csv (the gated learner evaluates before it lets the actors go on)
 DEMO_STEPS = 600  # env steps of demonstration recording (both robots): about 20 episodes
@@ -69,7 +75,7 @@ def _online_rows(run_dir: Path) -> tuple[int, int, int]:
             int(len(set(src["episode_id"][demo].tolist()))))
 
 
-def run_one(root: Path, arm: str, seed: int, budget: int) -> None:
+def run_one(root: Path, arm: str, seed: int, budget: int, variant: str = "ddpgfd") -> None:
     name = f"{arm}_s{seed}"
     run_dir = root / name
     log = root / f"{name}.log"
@@ -78,7 +84,7 @@ def run_one(root: Path, arm: str, seed: int, budget: int) -> None:
     if meta is not None and meta["budget"] >= budget:
         print(f"{name}: done already (budget {meta['budget']})", flush=True)
         return
-    over = COMMON + [f"run.seed={seed}", f"run.root={root}"]
+    over = COMMON + VARIANTS[variant] + [f"run.seed={seed}", f"run.root={root}"]
     t0 = time.time()
     resume = []
     if arm == "demos":
@@ -144,7 +150,9 @@ def summary(root: Path, budget: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", default=str(REPO / "runs" / "exp_demos_graph"))
+    ap.add_argument("--variant", choices=sorted(VARIANTS), default="ddpgfd")
+    ap.add_argument("--root", default=None,
+                    help="default: runs/exp_demos_graph (ddpgfd) or runs/exp_demos_graph_<variant>")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--arms", nargs="+", default=["demos", "nodemo"])
     ap.add_argument("--budget", type=int, default=BUDGET,
@@ -152,16 +160,17 @@ def main(argv=None) -> int:
                     "finished runs from their checkpoints")
     ap.add_argument("--summary", action="store_true")
     args = ap.parse_args(argv)
-    root = Path(args.root).absolute()
+    root = Path(args.root or REPO / "runs" / ("exp_demos_graph" if args.variant == "ddpgfd"
+                                              else f"exp_demos_graph_{args.variant}")).absolute()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if args.summary:
         print(json.dumps({"budget_env_steps": args.budget, "demo_recording_env_steps": DEMO_STEPS,
-                          "config": COMMON, **summary(root, args.budget)}, indent=1))
+                          "config": COMMON + VARIANTS[args.variant], **summary(root, args.budget)}, indent=1))
         return 0
     for seed in args.seeds:
         for arm in args.arms:
-            run_one(root, arm, seed, args.budget)
+            run_one(root, arm, seed, args.budget, args.variant)
     return 0
 
 
