@@ -388,7 +388,7 @@ def cmd_up(args: argparse.Namespace) -> int:
               "franka_ros2 needs robot.name=fr3", file=sys.stderr)
     runner = Runner(plan, until_success=args.until_success, max_env_steps=args.max_env_steps,
                     max_time=args.max_time, verbose=args.verbose, argv=sys.argv,
-                    progress_every=args.progress_every)
+                    progress_every=args.progress_every, domain_check=args.domain_check)
     if args.dry_run:
         print(f"# robot-rl up {plan.kind}: {len(plan.nodes)} nodes, {plan.num_robots} robot(s), "
               f"run {plan.run_dir} (dry run: nothing written or started)")
@@ -579,6 +579,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="echo every node's log, each line prefixed with the node's name")
     p.add_argument("--progress-every", type=float, default=2.0, metavar="S",
                    help="seconds between progress lines (default 2)")
+    p.add_argument("--domain-check", type=float, default=4.0, metavar="S",
+                   help="seconds of DDS discovery before starting, to refuse a ROS_DOMAIN_ID "
+                   "that already has nodes of this graph's names (another graph would exchange "
+                   "data with this one); 0 skips it (default 4)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser(

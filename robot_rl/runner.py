@@ -6,6 +6,12 @@ start — as real processes, one per node, and watches them::
     plan = plan_run("sim", load_config(None, ["run.name=demo"]), robots=2)
     Runner(plan, until_success=0.9).run()      # -> exit status
 
+First, a probe process lists the nodes already on the ``ROS_DOMAIN_ID`` (``domain_check`` s of
+discovery): if a live node has the name of a node of this plan, another graph runs there --
+two graphs on one domain exchange states, commands and transitions (one would write the
+other's into its store) -- and the run is refused (exit 2) before anything is written or
+started.
+
 A run directory ``<run.root>/<run.name>/`` (absolute) receives, before any node starts::
 
     config.yaml          the resolved configuration; every node's ``config_file``
@@ -57,6 +63,31 @@ from robot_rl.graph import (DIAGNOSTICS_TOPIC, ESTOP_SERVICE, ROLES, NodeSpec, b
 
 #: Exit status of a run whose node failed (a node exited on its own, or could not start).
 EXIT_NODE_FAILED = 1
+#: Exit status of a run refused before anything started: its ROS domain already has nodes of the
+#: same names (another graph: the two would exchange states, commands and transitions).
+EXIT_DOMAIN_IN_USE = 2
+#: Prints the fully qualified node names on this process's ROS domain after up to ``argv[1]`` s of
+#: discovery (sooner when one of ``argv[2:]`` appears). A fresh participant learns only of live
+#: ones (a process killed outright no longer announces itself), so a graph that was just killed
+#: does not count. A separate process: DDS threads never run inside the runner before its forks.
+_DOMAIN_PROBE = r"""
+import json, os, sys, time
+import rclpy
+from rclpy.signals import SignalHandlerOptions
+rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+node = rclpy.create_node(f"robot_rl_domain_probe_{os.getpid()}", start_parameter_services=False)
+wait, wanted = float(sys.argv[1]), set(sys.argv[2:])
+def names():
+    return {ns.rstrip("/") + "/" + n for n, ns in node.get_node_names_and_namespaces()}
+end = time.monotonic() + wait
+cur = names()
+while time.monotonic() < end and not (cur & wanted):
+    time.sleep(0.1)
+    cur = names()
+print(json.dumps(sorted(cur)))
+node.destroy_node()
+rclpy.shutdown()
+"""
 #: A ROS name segment (namespaces are one or more of these joined by '/').
 _NAME_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Files that mark a directory as holding a run.
@@ -610,7 +641,7 @@ class Runner:
                  max_env_steps: int | None = None, max_time: float | None = None,
                  progress_every: float = 2.0, stop_timeout: float = 10.0,
                  verbose: bool = False, monitor: bool = True, out: TextIO | None = None,
-                 argv: Sequence[str] | None = None) -> None:
+                 argv: Sequence[str] | None = None, domain_check: float = 4.0) -> None:
         if until_success is not None and not 0.0 < until_success <= 1.0:
             raise ValueError(f"--until-success: expected a success rate in (0, 1], got "
                              f"{until_success}")
@@ -620,6 +651,8 @@ class Runner:
             raise ValueError(f"--max-time: expected seconds > 0, got {max_time}")
         if progress_every <= 0:
             raise ValueError(f"progress period: expected seconds > 0, got {progress_every}")
+        if not domain_check >= 0:
+            raise ValueError(f"--domain-check: expected seconds >= 0, got {domain_check}")
         roles = {s.role for s in plan.nodes}
         if until_success is not None and "learner" not in roles:
             raise ValueError("--until-success: the run has no learner node (it reports "
@@ -635,6 +668,7 @@ class Runner:
         self.stop_timeout = stop_timeout
         self.verbose = verbose
         self.want_monitor = monitor
+        self.domain_check = domain_check
         self.out = out or sys.stdout
         self.argv = argv
         self.progress = Progress(plan.nodes)
@@ -654,6 +688,17 @@ class Runner:
         """Prepare, start, watch, stop. Returns the exit status (0: a stop condition was met;
         130 / 143: stopped by SIGINT / SIGTERM; 1: a node failed)."""
         plan = self.plan
+        clash = self._domain_clash()
+        if clash:
+            domain = os.environ.get("ROS_DOMAIN_ID", "0")
+            self.say(
+                f"robot-rl up: ROS_DOMAIN_ID={domain} already has {', '.join(clash)} (another "
+                "graph is running there). Two graphs on one domain exchange joint states, "
+                "commands and transitions: its data would end up in this run's store and the "
+                "other way round. Stop the other graph, or give this run its own domain, e.g. "
+                f"ROS_DOMAIN_ID={(int(domain) + 1) % 233 if domain.isdigit() else 1} "
+                "robot-rl up ... Nothing was started or written.")
+            return EXIT_DOMAIN_IN_USE
         if plan.resume and plan.config_file.exists():
             try:
                 old = yaml.safe_load(plan.config_file.read_text()) or {}
@@ -706,6 +751,25 @@ class Runner:
         if self._signals:
             return 128 + self._signals[0]
         return 0
+
+    def _domain_clash(self) -> list[str]:
+        """Nodes of this plan's names already on the ROS domain (``domain_check`` s of
+        discovery in a probe process; 0 skips the check). A probe that cannot run (no rclpy,
+        no DDS) is reported and the run goes on: the nodes will say what is wrong."""
+        if self.domain_check <= 0:
+            return []
+        names = [s.fully_qualified_name for s in self.plan.nodes]
+        try:
+            res = subprocess.run([sys.executable, "-c", _DOMAIN_PROBE, str(self.domain_check),
+                                  *names], capture_output=True, text=True,
+                                 timeout=self.domain_check + 60, env=self._env(),
+                                 stdin=subprocess.DEVNULL)
+            seen = set(json.loads(res.stdout.strip().splitlines()[-1]))
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as e:
+            self.say(f"note: could not list the nodes already on this ROS domain "
+                     f"({type(e).__name__}); starting anyway")
+            return []
+        return [n for n in names if n in seen]
 
     def _on_signal(self, signum, _frame) -> None:
         # No printing here: the handler may interrupt a write to the same stream.

@@ -97,3 +97,26 @@ def test_estop_reports_an_unreachable_robot(ros_process):
     assert "/nobody/safety/estop: FAILED (unreachable: service not found within 2 s)" \
         in est.output
     assert "could not latch 1 of 1 robot(s): /nobody/safety/estop" in est.output
+
+
+def test_a_domain_with_a_graph_on_it_is_refused(ros_process, tmp_path):
+    """Another graph's node names on this ROS_DOMAIN_ID: nothing is started or written."""
+    import rclpy
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    other = rclpy.create_node("safety_node", context=ctx)  # the other graph's /safety_node
+    try:
+        # 30 s of discovery at most (it stops at the first clash): a loaded CI machine can take
+        # several seconds to report the other node's name
+        runner = ros_process([ROBOT_RL, "up", "sim", "--only", "sim,safety", "--name", "t",
+                              "--domain-check", "30", f"run.root={tmp_path}"], name="runner")
+        assert runner.wait(60) == 2, runner.output
+        assert f"ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']} already has /safety_node" \
+            in runner.output, runner.output
+        assert "Nothing was started or written" in runner.output
+        assert "started" not in runner.output.replace("Nothing was started", "")
+        assert not (tmp_path / "t").exists()  # no run directory, no logs, no store
+    finally:
+        other.destroy_node()
+        ctx.try_shutdown()

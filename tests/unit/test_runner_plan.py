@@ -153,6 +153,7 @@ def test_up_dry_run_prints_every_command_and_writes_nothing(capsys, tmp_path):
     (["up", "sim", "--only", "sim,critic"], "--only: unknown roles ['critic']"),
     (["up", "sim", "sim.substeps=0"], "sim.substeps: Input should be greater than or equal"),
     (["up", "sim", "--max-env-steps", "0"], "--max-env-steps: expected >= 1, got 0"),
+    (["up", "sim", "--domain-check", "-1"], "--domain-check: expected seconds >= 0, got -1"),
     (["estop", "--robots", "2", "--namespaces", "a,b"], "give either --namespaces or --robots"),
     (["estop", "--robots", "0"], "--robots: expected >= 1, got 0"),
     (["estop", "--timeout", "0"], "--timeout: expected seconds > 0"),
