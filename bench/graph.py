@@ -11,7 +11,9 @@ real processes on this machine, and reads what it needs from the graph itself:
   with the learner training flat out beside it (``learner_gate`` off, ``agent.utd_ratio`` 20:
   it never runs out of work; default 256x256 networks, batch 256, 1 thread, nice 10). Also
   with the gate on (``make sim``'s configuration: the sim waits for the learner's UTD-1
-  allowance), where the env rate is the learner's update rate. Reference: raw in-process
+  allowance), where the env rate is the learner's update rate. With ``--rt``, the learner
+  flat out once more with the control path (sim, actors, safety nodes) at SCHED_FIFO
+  priority ``--rt`` (``run.rt_priority``), so the learner cannot slow the lockstep loop. Reference: raw in-process
   physics of one robot, about 3,266 steps/s here (bench/sim_steps.py).
 * **latency** -- state -> command in real time (20 Hz sim): for every proposal, the time from
   the joint state it answers (``ActionProposal.stamp_ns`` is that state's stamp, set by the
@@ -221,9 +223,9 @@ BASE = ["task.action_mode=ee_velocity", "safety.ee_speed_max=0.55"]
 
 
 def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: float,
-                 warmup: float) -> dict[str, Any]:
-    name = f"lockstep_{'learner' if learner else 'nolearner'}{'_gated' if gate else ''}"
-    over = BASE + ["sim.clock=lockstep", "agent.warmup_steps=500"]
+                 warmup: float, rt: int = 0) -> dict[str, Any]:
+    name = f"lockstep_{'learner' if learner else 'nolearner'}{'_gated' if gate else ''}_rt{rt}"
+    over = BASE + ["sim.clock=lockstep", "agent.warmup_steps=500", f"run.rt_priority={rt}"]
     if learner and not gate:
         over.append("agent.utd_ratio=20")
     g = Graph(root, name, over, robots=robots, learner=learner, gate=gate)
@@ -238,7 +240,7 @@ def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: f
         s1, t1 = probe.values("env_steps", "actor_node"), time.monotonic()
         u1 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
         per = {k: (s1[k] - s0[k]) / (t1 - t0) for k in sorted(s1)}
-        return {"learner": learner, "learner_gate": gate, "robots": robots,
+        return {"learner": learner, "learner_gate": gate, "rt_priority": rt, "robots": robots,
                 "env_steps_per_s_total": round(sum(per.values()), 1),
                 "env_steps_per_s_per_robot": {k: round(v, 1) for k, v in per.items()},
                 "learner_updates_per_s": round((u1 - u0) / (t1 - t0), 1) if learner else None,
@@ -384,7 +386,8 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=5.0, help="s after start-up before measuring")
     ap.add_argument("--rt", type=int, default=20,
-                    help="also measure latency with the control path at this SCHED_FIFO "
+                    help="also measure latency (with and without the learner) and lockstep "
+                         "(with the learner) with the control path at this SCHED_FIFO "
                          "priority (run.rt_priority; 0: skip; needs root/CAP_SYS_NICE)")
     ap.add_argument("--ingest-rows", type=int, default=100_000)
     ap.add_argument("--ingest-window", type=int, default=20_000)
@@ -403,9 +406,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="robot_rl_graph_bench_") as tmp:
         root = Path(tmp)
         if "lockstep" in parts:
-            cases = [(False, False), (True, False)] + ([] if args.quick else [(True, True)])
+            cases = [(False, False, 0), (True, False, 0)] + ([] if args.quick else [
+                (True, True, 0)] + ([(True, False, args.rt)] if args.rt else []))
             res["lockstep"] = [run_lockstep(root, args.robots, lrn, gate, args.duration,
-                                            args.warmup) for lrn, gate in cases]
+                                            args.warmup, rt) for lrn, gate, rt in cases]
         if "latency" in parts:
             cases = [(False, 0), (True, 0)] + ([] if args.quick or not args.rt else
                                                [(False, args.rt), (True, args.rt)])
