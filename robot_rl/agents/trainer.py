@@ -117,14 +117,18 @@ class TrainResult:
 
 
 def _record_demos(env: Any, writer: Any, cfg: Config, n: int) -> dict[str, int]:
-    """Append ``n`` scripted reach episodes (source=demo) as whole episodes."""
+    """Append ``n`` scripted episodes (source=demo) as whole episodes: :class:`ScriptedReacher`
+    for reach, :class:`ScriptedPusher` for push."""
     from robot_rl.replay.schema import Source, empty_columns
-    from robot_rl.sim.scripted import ScriptedReacher
+    from robot_rl.sim.scripted import ScriptedPusher, ScriptedReacher
 
-    if cfg.task.name != "reach":
-        raise ValueError(f"run.demo_episodes: scripted demos exist for task.name=reach only "
-                         f"(got {cfg.task.name!r})")
-    reacher = ScriptedReacher(env.mapper, profile=cfg.robot)
+    if cfg.task.name == "reach":
+        reacher = ScriptedReacher(env.mapper, profile=cfg.robot)
+    elif cfg.task.name == "push":
+        reacher = ScriptedPusher(env.mapper, object_size=cfg.task.object_size, profile=cfg.robot)
+    else:
+        raise ValueError(f"run.demo_episodes: no scripted demonstrator for task.name="
+                         f"{cfg.task.name!r} (reach and push have one)")
     seq, successes, rows = 0, 0, 0
     for i in range(n):
         obs, _ = env.reset(seed=DEMO_SEED + i)

@@ -7,7 +7,7 @@ from gymnasium.utils.env_checker import check_env
 import robot_rl.sim  # noqa: F401  (registers the ids)
 from robot_rl.config import Config, load_config
 from robot_rl.sim.env import PandaEnv
-from robot_rl.sim.scripted import ScriptedReacher
+from robot_rl.sim.scripted import ScriptedPusher, ScriptedReacher
 
 pytestmark = pytest.mark.sim
 
@@ -118,6 +118,40 @@ def test_scripted_p_controller_solves_reach(mode):
         wins += info["is_success"]
     env.close()
     assert wins >= 95, f"scripted reach success {wins}/100 in {mode} mode"
+
+
+@pytest.mark.parametrize("mode", ["ee_velocity", "joint"])
+def test_scripted_pusher_solves_push(mode):
+    """>= 90% of 30 seeded push episodes within 100 steps (the push experiments' time limit):
+    the cube is pushed by the hand (the hand never teleports it), and every phase is used."""
+    cfg = load_config(None, ["task.name=push", f"task.action_mode={mode}", "task.max_steps=100"])
+    env = PandaEnv(cfg)
+    pusher = ScriptedPusher(env.mapper, object_size=cfg.task.object_size, profile=cfg.robot)
+    wins, phases, moved = 0, set(), []
+    for seed in range(30):
+        env.reset(seed=seed)
+        start = env.snapshot().object_pose[:2].copy()
+        done = False
+        while not done:
+            s = env.snapshot()
+            phases.add(pusher.phase(s)[0])
+            _, _, term, trunc, info = env.step(pusher(s))
+            done = term or trunc
+        wins += info["is_success"]
+        moved.append(float(np.linalg.norm(env.snapshot().object_pose[:2] - start)))
+    env.close()
+    assert wins >= 27, f"scripted push success {wins}/30 in {mode} mode"
+    assert phases == {"push", "lift", "over", "down"}, phases
+    assert np.median(moved) > 0.05  # the goals are not where the cubes start
+
+
+def test_scripted_pusher_needs_an_object():
+    cfg = load_config(None, ["task.action_mode=ee_velocity"])
+    env = PandaEnv(cfg)  # reach: no object
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="no object pose"):
+        ScriptedPusher(env.mapper, object_size=0.05, profile=cfg.robot)(env.snapshot())
+    env.close()
 
 
 def test_several_robots_in_one_world_are_independent():

@@ -104,6 +104,8 @@ def test_td3_smoke_beats_random_and_writes_a_complete_run(tmp_path):
     ("ddpgfd", ["task.reward=sparse", "run.demo_episodes=3", "agent.n_step=5",
                 "agent.demo_sampling=union", "replay.prioritized=true", "agent.critic_l2=1e-5"]),
     ("svg0", ["agent.demo_fraction=0.5", "run.demo_episodes=2"]),
+    ("ddpgfd", ["task.name=push", "task.max_steps=100", "task.reward=sparse",
+                "run.demo_episodes=2", "agent.demo_sampling=union"]),
     ("ddpg", ["agent.exploration=ou", "agent.target_update=hard", "agent.target_update_period=50",
               "agent.utd_ratio=0.5"]),
 ])
