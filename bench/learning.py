@@ -10,6 +10,13 @@ steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
 * ``svg0``       robot_rl SVG(0) on dense reach
 * ``ddpgfd``     robot_rl DDPGfD on sparse reach with 10 scripted demo episodes
 * ``ddpg_nodemo`` robot_rl DDPG on sparse reach, no demo rows in the buffer at all
+* ``push_demos``  issue 7: DDPGfD with clipped double-Q on sparse push (100-step episodes,
+                 ee_velocity actions), 20 scripted pusher demo episodes; 200k env steps, 2 seeds
+* ``push_nodemo`` the same training with no demo rows at all
+
+The push arms are long (hours each here): they checkpoint every 10k env steps and an unfinished
+one *resumes* from its newest checkpoint (``train(resume=True)``: weights, optimisers, sampler,
+RNGs, counters), so they go on across sessions.
 
 Each run writes its own ``runs/<arm>_s<seed>/`` (config, provenance, eval.csv, ...; SB3 runs
 write eval.csv + provenance.json in the same layout). ``--summary`` reads them back and prints
@@ -54,10 +61,25 @@ ARMS: dict[str, dict[str, Any]] = {
         "agent.algo=ddpgfd", "task.reward=sparse", "run.demo_episodes=10", "agent.n_step=5",
         "agent.demo_sampling=union", "replay.prioritized=true", "agent.critic_l2=1e-5"]},
     "ddpg_nodemo": {"budget": 40_000, "overrides": ["agent.algo=ddpg", "task.reward=sparse"]},
+    # issue 7, fixed in session 3 before any push run: DDPGfD with twin critics (the graph's
+    # single-critic DDPGfD collapsed on sparse reach, docs/results.md), 5-step returns,
+    # prioritized replay, critic L2, BC with the Q-filter; evaluation every 10k env steps
+    "push_demos": {"budget": 200_000, "resumable": True, "seeds": (0, 1), "overrides": [
+        "task.name=push", "task.max_steps=100", "task.reward=sparse",
+        "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
+        "run.demo_episodes=20", "agent.n_step=5", "agent.demo_sampling=union",
+        "replay.prioritized=true", "agent.critic_l2=1e-5", "run.eval_every=10000",
+        "run.checkpoint_every=10000", "run.log_every=10000"]},
+    "push_nodemo": {"budget": 200_000, "resumable": True, "seeds": (0, 1), "overrides": [
+        "task.name=push", "task.max_steps=100", "task.reward=sparse",
+        "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
+        "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
+        "agent.critic_l2=1e-5", "run.eval_every=10000", "run.checkpoint_every=10000",
+        "run.log_every=10000"]},
 }
 
 
-def run_ours(arm: str, seed: int, root: str) -> None:
+def run_ours(arm: str, seed: int, root: str, resume: bool = False) -> None:
     import torch
 
     from robot_rl.agents.trainer import train
@@ -68,7 +90,7 @@ def run_ours(arm: str, seed: int, root: str) -> None:
         f"run.total_steps={spec['budget']}", f"run.seed={seed}", f"run.root={root}",
         f"run.name={arm}_s{seed}"])
     torch.set_num_threads(cfg.agent.torch_threads or 1)
-    train(cfg)
+    train(cfg, resume=resume)
 
 
 def run_sb3(seed: int, root: str) -> None:
@@ -133,13 +155,18 @@ def _finished(run_dir: Path, budget: int) -> bool:
 
 
 def run_one(arm: str, seed: int, root: str) -> None:
-    """Run ``arm`` for ``seed`` unless finished; an unfinished one (a stopped session) is moved
-    aside to ``<name>.unfinished-<time>`` and started again from scratch."""
+    """Run ``arm`` for ``seed`` unless finished; an unfinished one (a stopped session) resumes
+    from its newest checkpoint if the arm is resumable, else it is moved aside to
+    ``<name>.unfinished-<time>`` and started again from scratch."""
     run_dir = Path(root) / f"{arm}_s{seed}"
     if _finished(run_dir, ARMS[arm]["budget"]):
         print(f"{run_dir.name}: finished already", flush=True)
         return
-    if run_dir.exists():
+    resume = bool(ARMS[arm].get("resumable")) and any((run_dir / "checkpoints").glob(
+        "*.safetensors"))
+    if resume:
+        print(f"{run_dir.name}: resuming from its newest checkpoint", flush=True)
+    elif run_dir.exists():
         aside = run_dir.with_name(f"{run_dir.name}.unfinished-{int(time.time())}")
         run_dir.rename(aside)
         print(f"{run_dir.name}: unfinished run moved to {aside.name}; starting again", flush=True)
@@ -147,7 +174,7 @@ def run_one(arm: str, seed: int, root: str) -> None:
     if arm == "sb3_td3":
         run_sb3(seed, root)
     else:
-        run_ours(arm, seed, root)
+        run_ours(arm, seed, root, resume=resume)
     print(f"{run_dir.name}: done in {time.time() - t0:.0f} s", flush=True)
 
 
@@ -189,7 +216,8 @@ def main() -> None:
     ap.add_argument("--arm", choices=sorted(ARMS), nargs="+",
                     help="one or more arms; with several, seed by seed (all arms of seed 0 first)")
     ap.add_argument("--all", action="store_true")
-    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="default: each arm's seeds (0 1 2; the push arms 0 1)")
     ap.add_argument("--root", default="runs/learning")
     ap.add_argument("--summary", action="store_true")
     args = ap.parse_args()
@@ -200,8 +228,12 @@ def main() -> None:
     arms = sorted(ARMS) if args.all else args.arm
     if not arms:
         ap.error("give --arm, --all or --summary")
-    for seed in args.seeds:
+    seeds = sorted({s for arm in arms for s in ARMS[arm].get("seeds", SEEDS)}) \
+        if args.seeds is None else args.seeds
+    for seed in seeds:
         for arm in arms:
+            if args.seeds is None and seed not in ARMS[arm].get("seeds", SEEDS):
+                continue
             run_one(arm, seed, args.root)
 
 if __name__ == "__main__":

@@ -464,7 +464,7 @@ class RunConfig(_Section):
         0, ge=0, description="checkpoint at the first episode end after every this many env steps "
         "(0: only at the end)")
     demo_episodes: int = Field(
-        0, ge=0, description="scripted demonstration episodes (reach) stored as source=demo "
+        0, ge=0, description="scripted demonstration episodes (reach, push) stored as source=demo "
         "before training")
     rt_priority: int = Field(
         0, ge=0, le=98, description="graph: SCHED_FIFO priority of the control path (sim node, "
