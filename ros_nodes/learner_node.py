@@ -668,11 +668,21 @@ class LearnerNode(Node):
         scalars = {"train/updates": self.learner.num_steps, "train/updates_per_s": rate,
                    "train/policy_version": self.version, "train/rows": self.mirror.mirrored,
                    "train/demo_rows": self.mirror.n_demo}
-        losses = {k: float(v) for k, v in self.last_metrics.items() if k != "actor_updated"}
+        losses = {k: float(v) for k, v in self.last_metrics.items()
+                  if k not in ("actor_updated", "actor_saturation")}
         scalars.update({f"train/{k}": v for k, v in losses.items()})
         self.tb.scalars(self.env_steps, scalars)
         self.tb.flush()
         loss_s = f" | critic {losses['critic_loss']:.4f}" if "critic_loss" in losses else ""
+        sat = self.learner.actor_saturation
+        if sat is not None:
+            self.tb.scalars(self.env_steps, {"train/actor_saturation": float(sat)})
+            from robot_rl.agents.learning import SATURATION_WARN, saturation_message
+
+            if float(sat) > SATURATION_WARN:
+                loss_s += f" | SATURATED {float(sat):.0%}"
+                self.get_logger().warning(saturation_message(float(sat), self.cfg.agent),
+                                          throttle_duration_sec=300.0)
         self.get_logger().info(
             f"{self.state} | updates {self.learner.num_steps} ({rate:.0f}/s, target "
             f"{self.sched.target(self.env_steps)}) | rows {self.mirror.mirrored} (env steps "

@@ -50,6 +50,22 @@ from robot_rl.agents.networks import (
 # --------------------------------------------------------------------------- pure functions
 
 
+#: :attr:`Learner.actor_saturation` above this: the trainer's and the learner node's progress
+#: lines say so, with :func:`saturation_message`
+SATURATION_WARN = 0.9
+
+
+def saturation_message(saturation: float, agent: Any) -> str:
+    """What a saturated actor (see :attr:`Learner.actor_saturation`) usually means."""
+    twin = agent.twin_critics if agent.twin_critics is not None else agent.algo == "td3"
+    hint = ("the usual remedy is clipped double-Q: agent.twin_critics=true" if not twin else
+            "with twin critics already on, try a lower agent.actor_lr or more warm-up steps")
+    return (f"warning: the policy is saturated -- {saturation:.0%} of its action components are "
+            "within 1 % of their bounds on the last batch. The critic likely over-values the "
+            f"edges of the action box and the actor follows it there; {hint} "
+            "(docs/results.md, issue 7's 30k runs).")
+
+
 def td_target(reward: torch.Tensor, discount: torch.Tensor, next_q: torch.Tensor) -> torch.Tensor:
     """``y = r + d * Q'`` with ``d = gamma^m * (1 - terminated)`` from the batch.
 
@@ -206,6 +222,10 @@ class Learner:
         self.num_actor_updates = 0
         #: new replay priorities of the last batch (B,), see LearnerConfig.priority_formula
         self.last_priorities: torch.Tensor | None = None
+        #: fraction of pi(s)'s action components within 1 % of their bounds on the last actor
+        #: update's batch (0-d tensor; None before one): near 1 the actor has run into the box's
+        #: edges, the mark of a critic that over-values them (docs/results.md)
+        self.actor_saturation: torch.Tensor | None = None
         self._use_1 = cfg.critic_targets in ("1step", "mixed")
         self._use_n = cfg.critic_targets in ("nstep", "mixed")
 
@@ -331,11 +351,14 @@ class Learner:
         """
         cfg = self.config
         a_pi = self.actor.forward_normalized(obs_n)
+        with torch.no_grad():
+            unit = (a_pi - self.actor.action_bias) / self.actor.action_scale
+            self.actor_saturation = (unit.abs() > 0.99).float().mean()
         q_pi = self.critic.q1(obs_n, a_pi)
         (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
         loss = deterministic_actor_loss(q_pi.detach())
         g_a = grad_a_q * (-1.0 / a_pi.shape[0])
-        metrics: dict[str, torch.Tensor] = {}
+        metrics: dict[str, torch.Tensor] = {"actor_saturation": self.actor_saturation}
         if cfg.bc_weight > 0:
             a_leaf = a_pi.detach().requires_grad_(True)
             with torch.enable_grad():

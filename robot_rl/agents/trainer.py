@@ -100,7 +100,8 @@ class _Csv:
 PROGRESS_FIELDS = ["env_steps", "episodes", "updates", "wall_s", "episode_return",
                    "episode_success", "episode_length", "env_steps_per_s", "updates_per_s",
                    "exploration_std", "critic_loss", "actor_loss", "q_mean", "td_abs", "bc_loss",
-                   "q_filter_pass", "entropy"]
+                   "q_filter_pass", "entropy", "actor_saturation"]
+
 EVAL_FIELDS = ["env_steps", "updates", "wall_s", "success_rate", "mean_return",
                "mean_final_distance", "episodes", "first_seed"]
 
@@ -190,7 +191,7 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
     )
     from robot_rl.agents.config import learner_config
     from robot_rl.agents.exploration import behaviour_action, make_noise
-    from robot_rl.agents.learning import Learner
+    from robot_rl.agents.learning import SATURATION_WARN, Learner, saturation_message
     from robot_rl.agents.networks import resolve_device, set_torch_threads
     from robot_rl.agents.schedule import UpdateSchedule
     from robot_rl.agents.tblog import EventWriter
@@ -304,6 +305,7 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
         recent_succ: deque[float] = deque(maxlen=20)
         recent_len: deque[int] = deque(maxlen=20)
         last_metrics: dict[str, Any] = {}
+        saturation_told = False
         next_log = (steps // run.log_every + 1) * run.log_every
         next_eval = (steps // run.eval_every + 1) * run.eval_every
         next_ckpt = ((steps // run.checkpoint_every + 1) * run.checkpoint_every
@@ -374,13 +376,22 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
                        "env_steps_per_s": (steps - steps_mark) / dt,
                        "updates_per_s": (learner.num_steps - upd_mark) / dt,
                        "exploration_std": noise.sigma(steps)}
-                row.update({k: float(v) for k, v in last_metrics.items() if k != "actor_updated"})
+                row.update({k: float(v) for k, v in last_metrics.items()
+                            if k not in ("actor_updated", "actor_saturation")})
+                if learner.actor_saturation is not None:
+                    row["actor_saturation"] = float(learner.actor_saturation)
                 progress_csv.row(row)
                 tb.scalars(steps, {f"train/{k}": float(v) for k, v in row.items()
                                    if k not in ("env_steps", "wall_s") and v != ""})
                 ret_s = f"{row['episode_return']:.2f}" if recent_ret else "-"
                 succ_s = f"{row['episode_success']:.0%}" if recent_succ else "-"
                 loss_s = f" | critic {row['critic_loss']:.4f}" if "critic_loss" in row else ""
+                sat = row.get("actor_saturation")
+                if sat is not None and sat > SATURATION_WARN:
+                    loss_s += f" | SATURATED {sat:.0%}"
+                    if not saturation_told:
+                        saturation_told = True
+                        log(saturation_message(sat, cfg.agent))
                 log(f"step {steps:>8} | episodes {episodes:>5} | return {ret_s:>7} | success "
                     f"{succ_s:>4} | updates {learner.num_steps} ({row['updates_per_s']:.0f}/s) | "
                     f"env {row['env_steps_per_s']:.0f} steps/s{loss_s}")

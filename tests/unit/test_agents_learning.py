@@ -332,3 +332,28 @@ def test_utd_ratio_held_per_step():
     assert [s.due(n) for n in range(1, 12)] == [0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0]
     with pytest.raises(ValueError, match="utd_ratio"):
         UpdateSchedule(0.0)
+
+
+def test_actor_saturation_is_the_fraction_of_components_at_the_bounds():
+    lrn = Learner(small("ddpg"), 4, 2, seed=0)
+    assert lrn.actor_saturation is None  # before any actor update
+    m = lrn.step(make_batch())
+    fresh = float(m["actor_saturation"])
+    assert 0.0 <= fresh < 0.5 and float(lrn.actor_saturation) == fresh
+    # drive the first output far past the tanh's knee: half the components saturate
+    last = lrn.actor.net.layers[-1] if hasattr(lrn.actor.net, "layers") else \
+        [x for x in lrn.actor.net.modules() if isinstance(x, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([50.0, 0.0]))
+    m = lrn.step(make_batch(seed=1))
+    assert float(m["actor_saturation"]) == pytest.approx(0.5)
+
+
+def test_saturation_message_names_the_remedy():
+    from robot_rl.agents.learning import saturation_message
+
+    single = saturation_message(0.97, AgentConfig(algo="ddpgfd"))
+    assert "97%" in single and "agent.twin_critics=true" in single
+    twin = saturation_message(0.95, AgentConfig(algo="ddpgfd", twin_critics=True))
+    assert "twin critics already on" in twin
