@@ -91,8 +91,35 @@ class PandaEnv(gym.Env):
         self._goal = np.zeros(3)
         self._steps = 0
         self._needs_reset = True
+        spec = self.task.observation_spec
+        self._obs_lo = spec.low.astype(np.float32)
+        self._obs_hi = spec.high.astype(np.float32)
+        #: observations clipped into the observation spec (physics spikes), and the last one
+        self.observation_clips = 0
+        self.last_clip: str | None = None
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _observe(self, s: TaskSnapshot) -> tuple[np.ndarray, str | None]:
+        """The task's observation, clipped into the observation spec.
+
+        A physics spike can push a value past its bound (a CI run saw the wrist at 5.37 rad/s
+        against the spec's 5.22, twice Franka's 2.61 rad/s limit, with at most 1.3 rad/s
+        commanded): such a row would be refused by the replay store and end a training run.
+        The clipped observation is returned instead, counted in :attr:`observation_clips`, and
+        described (``None`` when nothing was clipped)."""
+        obs = self.task.observation(s)
+        lo, hi = self._obs_lo, self._obs_hi
+        out = (obs < lo) | (obs > hi) | ~np.isfinite(obs)
+        if not out.any():
+            return obs, None
+        names = self.task.observation_spec.names
+        what = ", ".join(f"{names[i]} = {float(obs[i]):.6g} outside [{lo[i]:g}, {hi[i]:g}]"
+                         for i in np.flatnonzero(out)[:3])
+        self.observation_clips += 1
+        self.last_clip = f"step {self._steps}: {what}"
+        obs = np.clip(np.nan_to_num(obs, nan=0.0, posinf=hi, neginf=lo), lo, hi)
+        return obs.astype(np.float32), what
 
     def _snapshot(self) -> TaskSnapshot:
         q, dq = self.world.joint_state(0)
@@ -121,8 +148,11 @@ class PandaEnv(gym.Env):
             self._safety.reset()  # the arm starts at rest
         s = self._snapshot()
         d = self.task.distance(s)
-        return self.task.observation(s), {"is_success": False, "distance": d,
-                                          "goal": self._goal.copy()}
+        obs, clipped = self._observe(s)
+        info = {"is_success": False, "distance": d, "goal": self._goal.copy()}
+        if clipped:
+            info["observation_clipped"] = clipped
+        return obs, info
 
     def step(self, action):
         if self._needs_reset:
@@ -148,7 +178,10 @@ class PandaEnv(gym.Env):
         info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd}
         if self._safety is not None:
             info["safety_rules"] = rules
-        return task.observation(s), reward, terminated, truncated, info
+        obs, clipped = self._observe(s)
+        if clipped:
+            info["observation_clipped"] = clipped
+        return obs, reward, terminated, truncated, info
 
     def render(self):
         if self.render_mode == "rgb_array":

@@ -330,6 +330,10 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             else:
                 action = behaviour_action(learner.act(obs), noise.sample(steps), low, high)
             nobs, reward, term, trunc, info = env.step(action)
+            if "observation_clipped" in info and env.observation_clips == 1:
+                log(f"warning: step {steps + 1}: the sim's observation left its spec "
+                    f"({info['observation_clipped']}); clipped into it and stored (a physics "
+                    "spike; counted, total at the end)")
             writer.append(observation=obs, action=action, next_observation=nobs, reward=reward,
                           terminated=term, truncated=trunc, source=0, robot_id=0,
                           actor_session=session, seq=seq, episode_id=episode_id,
@@ -408,8 +412,11 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
         eval_csv.close()
         tb.close()
         wall = time.time() - t_start
+        clips = (f"; {env.observation_clips} observation(s) clipped into the spec (last: "
+                 f"{env.last_clip})" if env.observation_clips else "")
         log(f"# done: {steps} env steps, {learner.num_steps} updates, {episodes} episodes in "
-            f"{wall:.1f} s; final success {final_eval['success_rate']:.0%}; checkpoint {last_ckpt}")
+            f"{wall:.1f} s; final success {final_eval['success_rate']:.0%}; checkpoint "
+            f"{last_ckpt}{clips}")
         return TrainResult(str(run_dir), steps, learner.num_steps, episodes, wall, final_eval,
                            str(last_ckpt))
     finally:

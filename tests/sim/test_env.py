@@ -154,6 +154,33 @@ def test_scripted_pusher_needs_an_object():
     env.close()
 
 
+def test_a_physics_spike_is_clipped_into_the_spec_and_counted():
+    """A joint velocity past the observation spec (seen in a training run: dq6 = 5.37 rad/s
+    against 5.22) comes back clipped into the spec, described in info and counted, so the
+    replay store accepts the row and training goes on. The spike is injected into the world's
+    joint-state reading; the rest is the real env."""
+    env = PandaEnv(load_config(None))
+    env.reset(seed=0)
+    real = env.world.joint_state
+
+    def spiky(i):
+        q, dq = real(i)
+        dq = dq.copy()
+        dq[5] = 5.37
+        return q, dq
+
+    env.world.joint_state = spiky
+    obs, _, _, _, info = env.step(np.zeros(7, np.float32))
+    assert env.observation_space.contains(obs)
+    assert obs[12] == pytest.approx(5.22)  # dq6 at its bound
+    assert info["observation_clipped"] == "dq6 = 5.37 outside [-5.22, 5.22]"
+    assert env.observation_clips == 1 and env.last_clip.startswith("step 1: dq6")
+    env.world.joint_state = real
+    _, _, _, _, info = env.step(np.zeros(7, np.float32))
+    assert "observation_clipped" not in info and env.observation_clips == 1
+    env.close()
+
+
 def test_several_robots_in_one_world_are_independent():
     from robot_rl.sim.panda import PandaWorld
 
