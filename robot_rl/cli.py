@@ -87,11 +87,13 @@ def cmd_sim_rollout(args: argparse.Namespace) -> int:
         def policy(_s, _obs):
             return rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
     else:
-        if cfg.task.name != "reach":
-            raise CliError(f"--policy scripted solves task.name=reach only (got {cfg.task.name!r})")
-        from robot_rl.sim.scripted import ScriptedReacher
+        from robot_rl.sim.scripted import ScriptedPusher, ScriptedReacher
 
-        reacher = ScriptedReacher(env.mapper, profile=cfg.robot)
+        if cfg.task.name == "push":
+            reacher = ScriptedPusher(env.mapper, object_size=cfg.task.object_size,
+                                     profile=cfg.robot)
+        else:
+            reacher = ScriptedReacher(env.mapper, profile=cfg.robot)
 
         def policy(s, _obs):
             return reacher(s)
@@ -473,7 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
         "control steps per second.",
     )
     _add_config_args(p)
-    p.add_argument("--policy", choices=("random", "scripted"), default="random")
+    p.add_argument("--policy", choices=("random", "scripted"), default="random",
+                   help="scripted: the reach P-controller or the push expert (sim/scripted.py)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print the result as one JSON line")
     p.add_argument("--verbose", "-v", action="store_true", help="one line per episode")

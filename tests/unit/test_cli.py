@@ -50,6 +50,9 @@ def test_sim_rollout_json(capsys):
                  "task.action_mode=ee_velocity"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["episodes"] == 3 and res["success_rate"] == 1.0 and res["steps_per_s"] > 0
-    assert main(["sim", "rollout", "--policy", "scripted", "task.name=push"]) == 2
-    assert "solves task.name=reach only" in capsys.readouterr().err
+    # push: the scripted pusher (100-step episodes: it needs about 45 steps)
+    assert main(["sim", "rollout", "--policy", "scripted", "--episodes", "3", "--json",
+                 "task.name=push", "task.max_steps=100", "task.action_mode=ee_velocity"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["episodes"] == 3 and res["success_rate"] == 1.0
     assert main(["sim", "rollout", "--episodes", "0"]) == 2
