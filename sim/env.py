@@ -117,7 +117,7 @@ class PandaEnv(gym.Env):
         what = ", ".join(f"{names[i]} = {float(obs[i]):.6g} outside [{lo[i]:g}, {hi[i]:g}]"
                          for i in np.flatnonzero(out)[:3])
         self.observation_clips += 1
-        self.last_clip = f"step {self._steps}: {what}"
+        self.last_clip = f"episode step {self._steps}: {what}"
         obs = np.clip(np.nan_to_num(obs, nan=0.0, posinf=hi, neginf=lo), lo, hi)
         return obs.astype(np.float32), what
 

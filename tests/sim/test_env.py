@@ -174,7 +174,7 @@ def test_a_physics_spike_is_clipped_into_the_spec_and_counted():
     assert env.observation_space.contains(obs)
     assert obs[12] == pytest.approx(5.22)  # dq6 at its bound
     assert info["observation_clipped"] == "dq6 = 5.37 outside [-5.22, 5.22]"
-    assert env.observation_clips == 1 and env.last_clip.startswith("step 1: dq6")
+    assert env.observation_clips == 1 and env.last_clip.startswith("episode step 1: dq6")
     env.world.joint_state = real
     _, _, _, _, info = env.step(np.zeros(7, np.float32))
     assert "observation_clipped" not in info and env.observation_clips == 1
