@@ -148,6 +148,53 @@ def summary(root: Path, budget: int) -> dict:
     return out
 
 
+def _curve(run_dir: Path, budget: int) -> tuple[list[int], list[float]]:
+    with open(run_dir / "eval.csv") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= budget + 500]
+    return [int(r["env_steps"]) for r in rows], [100 * float(r["success_rate"]) for r in rows]
+
+
+def plot(root: Path, budget: int, out: Path, reference: Path | None = None) -> Path:
+    """Success vs env steps of every finished run (demos solid, no demos dashed), the arms'
+    means bold; ``reference``: one more run drawn grey and dotted (e.g. the single-critic run)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2), dpi=120)
+    for arm, color, style, label in (("demos", "tab:blue", "-", "scripted-operator demos"),
+                                     ("nodemo", "tab:red", "--", "no demo rows")):
+        curves = []
+        for d in sorted(root.glob(f"{arm}_s*")):
+            done = d / "done.json"
+            if not done.exists() or json.loads(done.read_text())["budget"] < budget:
+                continue
+            x, y = _curve(d, budget)
+            curves.append((x, y))
+            ax.plot(x, y, style, color=color, alpha=0.35, lw=1)
+        if curves:
+            n = min(len(c[1]) for c in curves)
+            mean = [statistics.mean(c[1][i] for c in curves) for i in range(n)]
+            ax.plot(curves[0][0][:n], mean, style, color=color, lw=2.5,
+                    label=f"{label} (mean of {len(curves)} seeds; thin: each seed)")
+    if reference is not None and (reference / "eval.csv").exists():
+        x, y = _curve(reference, budget)
+        ax.plot(x, y, ":", color="grey", lw=1.5, label="single-critic DDPGfD, demos, seed 0")
+    ax.axhline(90, color="k", lw=0.6, alpha=0.5)
+    ax.set_xlabel("env steps (both robots)")
+    ax.set_ylabel("eval success, 50 fixed episodes (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title("sparse reach through the ROS 2 graph (2 robots, lockstep, UTD 1)", fontsize=10)
+    ax.legend(fontsize=8, loc="center right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--variant", choices=sorted(VARIANTS), default="ddpgfd")
@@ -159,11 +206,18 @@ def main(argv=None) -> int:
                     help=f"env steps of training per run (default {BUDGET}); a larger one continues "
                     "finished runs from their checkpoints")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--plot", metavar="PNG", help="draw the finished runs' curves into PNG")
+    ap.add_argument("--reference", metavar="RUN_DIR",
+                    help="with --plot: one more run drawn grey and dotted")
     args = ap.parse_args(argv)
     root = Path(args.root or REPO / "runs" / ("exp_demos_graph" if args.variant == "ddpgfd"
                                               else f"exp_demos_graph_{args.variant}")).absolute()
     root.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if args.plot:
+        print(plot(root, args.budget, Path(args.plot),
+                   Path(args.reference) if args.reference else None))
+        return 0
     if args.summary:
         print(json.dumps({"budget_env_steps": args.budget, "demo_recording_env_steps": DEMO_STEPS,
                           "config": COMMON + VARIANTS[args.variant], **summary(root, args.budget)}, indent=1))
