@@ -99,5 +99,5 @@ def test_td3_update_equals_stable_baselines3():
                 assert diff < 1e-6, f"{name} layer {k} {what}: max |ours - SB3| = {diff:.3g}"
     # and the updates did move everything (the comparison is not of untouched weights)
     moved = float((_linears(ours.actor.net)[0].weight - _linears(ours.target_actor.net)[0].weight)
-                  .abs().max())
+                  .detach().abs().max())
     assert moved > 1e-5
