@@ -52,6 +52,12 @@ COMMON = ["agent.hidden=[256, 256]", "agent.batch_size=256", "agent.gamma=0.99",
           "agent.exploration_noise=0.1", "agent.warmup_steps=1000", "agent.utd_ratio=1.0",
           f"run.eval_every={EVAL_EVERY}", f"run.eval_episodes={EVAL_EPISODES}",
           "run.log_every=2000", "replay.fsync=false"]
+#: issue 7's push arms share everything but the demo episodes
+PUSH_COMMON = ("task.name=push", "task.max_steps=100", "task.reward=sparse",
+               "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
+               "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
+               "agent.critic_l2=1e-5", "run.eval_every=10000", "run.checkpoint_every=10000",
+               "run.log_every=10000")
 ARMS: dict[str, dict[str, Any]] = {
     "td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense",
                                             "agent.obs_normalization=false"]},
@@ -65,17 +71,9 @@ ARMS: dict[str, dict[str, Any]] = {
     # single-critic DDPGfD collapsed on sparse reach, docs/results.md), 5-step returns,
     # prioritized replay, critic L2, BC with the Q-filter; evaluation every 10k env steps
     "push_demos": {"budget": 200_000, "resumable": True, "seeds": (0, 1), "overrides": [
-        "task.name=push", "task.max_steps=100", "task.reward=sparse",
-        "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
-        "run.demo_episodes=20", "agent.n_step=5", "agent.demo_sampling=union",
-        "replay.prioritized=true", "agent.critic_l2=1e-5", "run.eval_every=10000",
-        "run.checkpoint_every=10000", "run.log_every=10000"]},
-    "push_nodemo": {"budget": 200_000, "resumable": True, "seeds": (0, 1), "overrides": [
-        "task.name=push", "task.max_steps=100", "task.reward=sparse",
-        "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
-        "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
-        "agent.critic_l2=1e-5", "run.eval_every=10000", "run.checkpoint_every=10000",
-        "run.log_every=10000"]},
+        *PUSH_COMMON[:6], "run.demo_episodes=20", *PUSH_COMMON[6:]]},
+    "push_nodemo": {"budget": 200_000, "resumable": True, "seeds": (0, 1),
+                    "overrides": list(PUSH_COMMON)},
 }
 
 
