@@ -8,8 +8,8 @@ steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
 * ``sb3_td3``    Stable-Baselines3 TD3 on the same env with identical hyper-parameters, network
                  sizes, seeds and evaluation (our arm runs with obs normalisation off to match)
 * ``svg0``       robot_rl SVG(0) on dense reach
-* ``ddpgfd``     robot_rl DDPGfD on sparse reach with 10 scripted demo episodes
-* ``ddpg_nodemo`` robot_rl DDPG on sparse reach, no demo rows in the buffer at all
+* ``ddpgfd``     robot_rl DDPGfD (twin critics) on sparse reach with 10 scripted demo episodes
+* ``ddpg_nodemo`` the same learner on sparse reach with no demo rows in the buffer at all
 * ``push_demos``  issue 7: DDPGfD with clipped double-Q on sparse push (100-step episodes,
                  ee_velocity actions), 20 scripted pusher demo episodes; 200k env steps, 2 seeds
 * ``push_nodemo`` the same training with no demo rows at all
@@ -52,6 +52,10 @@ COMMON = ["agent.hidden=[256, 256]", "agent.batch_size=256", "agent.gamma=0.99",
           "agent.exploration_noise=0.1", "agent.warmup_steps=1000", "agent.utd_ratio=1.0",
           f"run.eval_every={EVAL_EVERY}", f"run.eval_episodes={EVAL_EPISODES}",
           "run.log_every=2000", "replay.fsync=false"]
+#: issue 5's sparse-reach arms share everything but the demo episodes
+SPARSE_REACH = ("agent.algo=ddpgfd", "task.reward=sparse", "agent.twin_critics=true",
+                "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
+                "agent.critic_l2=1e-5")
 #: issue 7's push arms share everything but the demo episodes
 PUSH_COMMON = ("task.name=push", "task.max_steps=100", "task.reward=sparse",
                "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
@@ -63,10 +67,11 @@ ARMS: dict[str, dict[str, Any]] = {
                                             "agent.obs_normalization=false"]},
     "sb3_td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense"]},
     "svg0": {"budget": 30_000, "overrides": ["agent.algo=svg0", "task.reward=dense"]},
-    "ddpgfd": {"budget": 40_000, "overrides": [
-        "agent.algo=ddpgfd", "task.reward=sparse", "run.demo_episodes=10", "agent.n_step=5",
-        "agent.demo_sampling=union", "replay.prioritized=true", "agent.critic_l2=1e-5"]},
-    "ddpg_nodemo": {"budget": 40_000, "overrides": ["agent.algo=ddpg", "task.reward=sparse"]},
+    # sparse reach, amended in session 4 before either arm had run: twin critics (the graph's
+    # single-critic DDPGfD collapsed on sparse reach, docs/results.md), and the no-demo arm is
+    # the *same* learner with no demo rows (as issue 7's arms), so the demos are the only change
+    "ddpgfd": {"budget": 40_000, "overrides": [*SPARSE_REACH, "run.demo_episodes=10"]},
+    "ddpg_nodemo": {"budget": 40_000, "overrides": list(SPARSE_REACH)},
     # issue 7, fixed in session 3 before any push run: DDPGfD with twin critics (the graph's
     # single-critic DDPGfD collapsed on sparse reach, docs/results.md), 5-step returns,
     # prioritized replay, critic L2, BC with the Q-filter; evaluation every 10k env steps
