@@ -7,6 +7,7 @@ steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
 * ``td3``        robot_rl TD3 on dense reach
 * ``sb3_td3``    Stable-Baselines3 TD3 on the same env with identical hyper-parameters, network
                  sizes, seeds and evaluation (our arm runs with obs normalisation off to match)
+* ``td3_ee`` / ``sb3_td3_ee``  the same pair with ee_velocity (3-d Cartesian) actions
 * ``svg0``       robot_rl SVG(0) on dense reach
 * ``ddpgfd``     robot_rl DDPGfD (twin critics) on sparse reach with 10 scripted demo episodes
 * ``ddpg_nodemo`` the same learner on sparse reach with no demo rows in the buffer at all
@@ -65,7 +66,15 @@ PUSH_COMMON = ("task.name=push", "task.max_steps=100", "task.reward=sparse",
 ARMS: dict[str, dict[str, Any]] = {
     "td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense",
                                             "agent.obs_normalization=false"]},
-    "sb3_td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense"]},
+    "sb3_td3": {"budget": 30_000, "sb3": True, "overrides": ["agent.algo=td3", "task.reward=dense"]},
+    # session 4, fixed before either ran: the same comparison in ee_velocity mode (3-d
+    # Cartesian actions, the product's default: `make sim`, teleop), where the 7-d joint arms
+    # above are still rising at 30k
+    "td3_ee": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense",
+                                               "task.action_mode=ee_velocity",
+                                               "agent.obs_normalization=false"]},
+    "sb3_td3_ee": {"budget": 30_000, "sb3": True, "overrides": [
+        "agent.algo=td3", "task.reward=dense", "task.action_mode=ee_velocity"]},
     "svg0": {"budget": 30_000, "overrides": ["agent.algo=svg0", "task.reward=dense"]},
     # sparse reach, amended in session 4 before either arm had run: twin critics (the graph's
     # single-critic DDPGfD collapsed on sparse reach, docs/results.md), and the no-demo arm is
@@ -96,8 +105,9 @@ def run_ours(arm: str, seed: int, root: str, resume: bool = False) -> None:
     train(cfg, resume=resume)
 
 
-def run_sb3(seed: int, root: str) -> None:
-    """SB3 TD3 with the td3 arm's hyper-parameters; evaluation as ours (same seeds, 50 eps)."""
+def run_sb3(arm: str, seed: int, root: str) -> None:
+    """SB3 TD3 with the matching ours-arm's hyper-parameters; evaluation as ours (same seeds,
+    50 episodes)."""
     import numpy as np
     import torch
     from stable_baselines3 import TD3
@@ -110,17 +120,18 @@ def run_sb3(seed: int, root: str) -> None:
     from robot_rl.sim.env import PandaEnv
 
     torch.set_num_threads(1)
-    spec = ARMS["sb3_td3"]
+    spec = ARMS[arm]
     cfg = load_config(None, COMMON + spec["overrides"] + [f"run.seed={seed}"])
     a = cfg.agent
-    run_dir = Path(root) / f"sb3_td3_s{seed}"
+    run_dir = Path(root) / f"{arm}_s{seed}"
     run_dir.mkdir(parents=True, exist_ok=False)
     env, eval_env = PandaEnv(cfg), PandaEnv(cfg)
+    n_act = env.action_space.shape[0]
     model = TD3("MlpPolicy", env, learning_rate=a.actor_lr, buffer_size=cfg.replay.capacity,
                 learning_starts=a.warmup_steps, batch_size=a.batch_size, tau=a.tau,
                 gamma=a.gamma, train_freq=1, gradient_steps=1, policy_delay=a.policy_delay,
                 target_policy_noise=a.target_noise, target_noise_clip=a.target_noise_clip,
-                action_noise=NormalActionNoise(np.zeros(7), a.exploration_noise * np.ones(7)),
+                action_noise=NormalActionNoise(np.zeros(n_act), a.exploration_noise * np.ones(n_act)),
                 policy_kwargs={"net_arch": list(a.hidden)}, seed=seed, device="cpu")
     t0 = time.time()
     f = open(run_dir / "eval.csv", "w", newline="")
@@ -141,7 +152,7 @@ def run_sb3(seed: int, root: str) -> None:
             return True
 
     (run_dir / "provenance.json").write_text(json.dumps(
-        {**prov.provenance(), "arm": "sb3_td3", "seed": seed, "config": cfg.model_dump(mode="json")},
+        {**prov.provenance(), "arm": arm, "seed": seed, "config": cfg.model_dump(mode="json")},
         indent=1))
     model.learn(total_timesteps=spec["budget"], callback=Eval())
     f.close()
@@ -174,8 +185,8 @@ def run_one(arm: str, seed: int, root: str) -> None:
         run_dir.rename(aside)
         print(f"{run_dir.name}: unfinished run moved to {aside.name}; starting again", flush=True)
     t0 = time.time()
-    if arm == "sb3_td3":
-        run_sb3(seed, root)
+    if ARMS[arm].get("sb3"):
+        run_sb3(arm, seed, root)
     else:
         run_ours(arm, seed, root, resume=resume)
     print(f"{run_dir.name}: done in {time.time() - t0:.0f} s", flush=True)
