@@ -100,6 +100,19 @@ class Graph:
             self.procs.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                       env=env, start_new_session=True)))
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU seconds each node's process has used so far, by node name."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {}
+        for spec, p in self.procs:
+            try:
+                with open(f"/proc/{p.pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[spec.fully_qualified_name] = (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError, ValueError):
+                out[spec.fully_qualified_name] = float("nan")
+        return out
+
     def check_alive(self) -> None:
         for spec, p in self.procs:
             if p.poll() is not None:
@@ -235,16 +248,29 @@ def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: f
         time.sleep(warmup)
         s0, t0 = probe.values("env_steps", "actor_node"), time.monotonic()
         u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
+        c0 = g.cpu_seconds()
         time.sleep(duration)
         g.check_alive()
         s1, t1 = probe.values("env_steps", "actor_node"), time.monotonic()
+        c1 = g.cpu_seconds()
         u1 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
         per = {k: (s1[k] - s0[k]) / (t1 - t0) for k in sorted(s1)}
+        steps = sum(s1[k] - s0[k] for k in s1)
+        # CPU per env step, by node: less sensitive to other load than the rates (a busy
+        # machine stretches the window, not the work), and it says how many cores a rate needs
+        cpu = {k: c1[k] - c0[k] for k in c1}
+        graph_cpu = sum(v for k, v in cpu.items() if "learner" not in k)
         return {"learner": learner, "learner_gate": gate, "rt_priority": rt, "robots": robots,
                 "env_steps_per_s_total": round(sum(per.values()), 1),
                 "env_steps_per_s_per_robot": {k: round(v, 1) for k, v in per.items()},
                 "learner_updates_per_s": round((u1 - u0) / (t1 - t0), 1) if learner else None,
-                "window_s": round(t1 - t0, 1)}
+                "window_s": round(t1 - t0, 1),
+                "cpu_cores_used": {k: round(v / (t1 - t0), 3) for k, v in cpu.items()},
+                "cpu_ms_per_env_step": ({k: round(1e3 * v / steps, 3) for k, v in cpu.items()}
+                                        if steps else None),
+                "graph_cpu_ms_per_env_step": round(1e3 * graph_cpu / steps, 3) if steps else None,
+                "graph_cores_for_500_steps_per_s": (round(500 * graph_cpu / steps, 2)
+                                                    if steps else None)}
     finally:
         probe.close()
         g.stop()

@@ -12,12 +12,13 @@ steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
 * ``ddpgfd``     robot_rl DDPGfD (twin critics) on sparse reach with 10 scripted demo episodes
 * ``ddpg_nodemo`` the same learner on sparse reach with no demo rows in the buffer at all
 * ``push_demos``  issue 7: DDPGfD with clipped double-Q on sparse push (100-step episodes,
-                 ee_velocity actions), 20 scripted pusher demo episodes; 200k env steps, 2 seeds
+                 ee_velocity actions), 20 scripted pusher demo episodes; 100k env steps, 2 seeds
 * ``push_nodemo`` the same training with no demo rows at all
 
-The push arms are long (hours each here): they checkpoint every 10k env steps and an unfinished
-one *resumes* from its newest checkpoint (``train(resume=True)``: weights, optimisers, sampler,
-RNGs, counters), so they go on across sessions.
+The push arms are long (about 40 min each here): they checkpoint every 10k env steps and an
+unfinished one *resumes* from its newest checkpoint (``train(resume=True)``: weights, optimisers,
+sampler, RNGs, counters) -- after a crash or Ctrl-C, and across sessions where the run directory
+survives (here it does not: each session starts from a fresh checkout).
 
 Each run writes its own ``runs/<arm>_s<seed>/`` (config, provenance, eval.csv, ...; SB3 runs
 write eval.csv + provenance.json in the same layout). ``--summary`` reads them back and prints
@@ -57,6 +58,7 @@ COMMON = ["agent.hidden=[256, 256]", "agent.batch_size=256", "agent.gamma=0.99",
 SPARSE_REACH = ("agent.algo=ddpgfd", "task.reward=sparse", "agent.twin_critics=true",
                 "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
                 "agent.critic_l2=1e-5")
+PUSH_BUDGET = 100_000
 #: issue 7's push arms share everything but the demo episodes
 PUSH_COMMON = ("task.name=push", "task.max_steps=100", "task.reward=sparse",
                "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
@@ -84,9 +86,12 @@ ARMS: dict[str, dict[str, Any]] = {
     # issue 7, fixed in session 3 before any push run: DDPGfD with twin critics (the graph's
     # single-critic DDPGfD collapsed on sparse reach, docs/results.md), 5-step returns,
     # prioritized replay, critic L2, BC with the Q-filter; evaluation every 10k env steps
-    "push_demos": {"budget": 200_000, "resumable": True, "seeds": (0, 1), "overrides": [
+    # session 4, before any push run finished: 100k env steps instead of 200k. A session here
+    # starts from a fresh checkout (runs/ does not survive it), so every run has to finish
+    # inside one session, and 200k takes 75-80 min per run on one of the two cores
+    "push_demos": {"budget": PUSH_BUDGET, "resumable": True, "seeds": (0, 1), "overrides": [
         *PUSH_COMMON[:6], "run.demo_episodes=20", *PUSH_COMMON[6:]]},
-    "push_nodemo": {"budget": 200_000, "resumable": True, "seeds": (0, 1),
+    "push_nodemo": {"budget": PUSH_BUDGET, "resumable": True, "seeds": (0, 1),
                     "overrides": list(PUSH_COMMON)},
 }
 
