@@ -433,7 +433,8 @@ def main(argv=None) -> int:
         root = Path(tmp)
         if "lockstep" in parts:
             cases = [(False, False, 0), (True, False, 0)] + ([] if args.quick else [
-                (True, True, 0)] + ([(True, False, args.rt)] if args.rt else []))
+                (True, True, 0)] + ([(False, False, args.rt), (True, False, args.rt)]
+                                    if args.rt else []))
             res["lockstep"] = [run_lockstep(root, args.robots, lrn, gate, args.duration,
                                             args.warmup, rt) for lrn, gate, rt in cases]
         if "latency" in parts:
