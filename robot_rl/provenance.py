@@ -54,7 +54,7 @@ def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
-    """Cores, CPU model, memory, GPU (if torch is importable and sees one), OS, Python."""
+    """Cores, CPU model, memory, GPU (:func:`gpu_name`), OS, Python."""
     info: dict[str, Any] = {
         "cores": os.cpu_count(),
         "cpu": cpu_model(),
@@ -66,17 +66,28 @@ def machine() -> dict[str, Any]:
         info["memory_gib"] = round(pages * size / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    if "torch" in sys.modules or _importable("torch"):
-        import torch
-
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["gpu"] = gpu_name()
     return info
 
 
-def _importable(name: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(name) is not None
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name, or None. Through torch only if this process already imported
+    it (importing torch costs seconds: the runner and the CLI do not pay that for a record);
+    otherwise from the NVIDIA driver's /proc entries."""
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        try:
+            return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+        except Exception:  # noqa: BLE001 - a broken CUDA set-up is "no GPU" for a record
+            return None
+    try:
+        for info in sorted(Path("/proc/driver/nvidia/gpus").glob("*/information")):
+            for line in info.read_text().splitlines():
+                if line.startswith("Model:"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def provenance() -> dict[str, Any]:
