@@ -17,7 +17,11 @@ matrix-multiply FLOPs of one TD3 update (forward and backward, counted layer by 
 divided by the GEMM throughput this machine sustains at the same thread count for a
 256x256x256 float32 matmul, measured in every repetition next to both sides (on a shared
 machine it moves); the % is the median over repetitions of rate / that repetition's ideal.
-``torch.compile`` is not used.
+A tighter ceiling, ``gemm_only_updates_per_s``: exactly the update's matrix multiplies (shapes
+from ``td3_update_gemms``) and nothing else, each at the speed this machine runs that shape --
+the skinny ones (K or N of 1, 7, 20, 27) run far below the 256^3 peak. ``ratio_ceiling_*`` are
+those ceilings over SB3's rate in the same repetition: the most any fp32 implementation of the
+same maths could show against SB3 here. ``torch.compile`` is not used.
 
     python bench/learner.py                 # 1M-row buffers (about two minutes)
     python bench/learner.py --quick         # 20k rows, seconds (CI: tests/unit/test_bench_learner.py)
@@ -72,6 +76,57 @@ def td3_update_flops(policy_delay: int = 2) -> dict[str, float]:
     actor = fa + fc + fc + fa + (fa - fa_first)
     return {"target": target, "critic": critic, "actor": actor,
             "per_update": target + critic + actor / policy_delay}
+
+
+def td3_update_gemms(policy_delay: int = 2) -> list[tuple[int, int, int, float]]:
+    """The matrix multiplies of one TD3 update as ``(M, K, N, count)``, in the same accounting
+    as :func:`td3_update_flops` (whose total they reproduce; the actor step's weighted
+    ``1/policy_delay``). A layer ``in -> out`` on a batch B costs a forward ``(B, in) @ (in, out)``,
+    a weight gradient ``(out, B) @ (B, in)`` and an input gradient ``(B, out) @ (out, in)``."""
+    a = [OBS, *HID, ACT]
+    c = [OBS + ACT, *HID, 1]
+    out: list[tuple[int, int, int, float]] = []
+
+    def fwd(dims, n):
+        out.extend((B, i, o, n) for i, o in zip(dims[:-1], dims[1:]))
+
+    def wgrad(dims, n):
+        out.extend((o, B, i, n) for i, o in zip(dims[:-1], dims[1:]))
+
+    def igrad(dims, n, first: bool):
+        layers = list(zip(dims[:-1], dims[1:]))
+        out.extend((B, o, i, n) for i, o in (layers if first else layers[1:]))
+
+    w = 1.0 / policy_delay
+    fwd(a, 1), fwd(c, 2)                                   # target: actor', 2 critics'
+    fwd(c, 2), wgrad(c, 2), igrad(c, 2, first=False)       # critic step
+    fwd(a, w), fwd(c, w), igrad(c, w, first=True)          # actor step: grad_a Q_1 ...
+    wgrad(a, w), igrad(a, w, first=False)                  # ... through the actor
+    return out
+
+
+def gemm_only_updates_per_s(threads: int, seconds: float = 1.0) -> float:
+    """Updates/s if an update did nothing but its matrix multiplies, each at the speed this
+    machine runs *that shape* (the skinny ones -- K or N of 1, 7, 20, 27 -- run far below the
+    256^3 peak): a tighter ceiling than the FLOP-bound ideal for any fp32 implementation of the
+    same maths. Measured by running exactly those multiplies (``torch.mm`` into preallocated
+    outputs) in a loop."""
+    import torch
+
+    torch.set_num_threads(threads)
+    gemms = td3_update_gemms()
+    ops = [(torch.randn(m, k), torch.randn(k, n), torch.empty(m, n), cnt) for m, k, n, cnt in gemms]
+    # two updates per round, so the actor step's weight 1/2 becomes a whole count
+    plan = [(x, y, o) for x, y, o, cnt in ops for _ in range(int(round(2 * cnt)))]
+    for _ in range(20):
+        for x, y, o in plan:
+            torch.mm(x, y, out=o)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for x, y, o in plan:
+            torch.mm(x, y, out=o)
+        n += 2
+    return n / (time.perf_counter() - t0)
 
 
 def gemm_gflops(threads: int, seconds: float = 1.0) -> float:
@@ -212,9 +267,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             sb3(5)
         res: dict[str, list[tuple[float, float]]] = {"ours": [], "sb3": []}
         gemm: list[float] = []
+        gemm_only: list[float] = []
         for _ in range(repeats):
             # the GEMM peak is measured in every repetition too: on a shared machine it moves
             gemm.append(gemm_gflops(args.threads, 0.2 if args.quick else 0.5))
+            gemm_only.append(gemm_only_updates_per_s(args.threads, 0.2 if args.quick else 0.5))
             res["ours"].append(timed(ours, updates))
             if sb3:
                 res["sb3"].append(timed(sb3, updates))
@@ -251,8 +308,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # implementation at 2 / ceiling of the ideal)
         out["ratio_ceiling_ideal_over_sb3"] = statistics.median(
             i * r_s[0] / updates for i, r_s in zip(ideals, res["sb3"]))
+        # tighter: the update's own multiplies at the speed of their shapes, nothing else
+        out["ratio_ceiling_gemm_only_over_sb3"] = statistics.median(
+            g * r_s[0] / updates for g, r_s in zip(gemm_only, res["sb3"]))
     out.update({
         "ideal_updates_per_s": ideal,
+        "gemm_only_updates_per_s": statistics.median(gemm_only),
+        "ours_pct_of_gemm_only": statistics.median(
+            100 * updates / r[0] / g for r, g in zip(res["ours"], gemm_only)),
         "ours_pct_of_ideal": pct("ours"),
         "sb3_pct_of_ideal": pct("sb3"),
         "gemm_gflops_256": gflops,
