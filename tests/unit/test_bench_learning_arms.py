@@ -1,0 +1,50 @@
+"""bench/learning.py's arms: every one resolves to a valid config, and each demo comparison
+differs from its no-demo arm by the demo episodes alone (a typo here costs hours of runs)."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from robot_rl.config import load_config
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location(
+        "bench_learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _cfg(bench, arm, seed=0):
+    spec = bench.ARMS[arm]
+    return load_config(None, bench.COMMON + spec["overrides"] + [
+        f"run.total_steps={spec['budget']}", f"run.seed={seed}", f"run.name={arm}_s{seed}"])
+
+
+def test_every_arm_resolves(bench):
+    for arm in bench.ARMS:
+        cfg = _cfg(bench, arm)
+        assert cfg.run.total_steps == bench.ARMS[arm]["budget"] > 0, arm
+
+
+@pytest.mark.parametrize("demos,nodemo", [("ddpgfd", "ddpg_nodemo"), ("push_demos", "push_nodemo")])
+def test_demo_arms_differ_only_by_the_demos(bench, demos, nodemo):
+    a = _cfg(bench, demos).model_dump(mode="json")
+    b = _cfg(bench, nodemo).model_dump(mode="json")
+    assert a["run"].pop("demo_episodes") > 0 and b["run"].pop("demo_episodes") == 0
+    a["run"].pop("name"), b["run"].pop("name")
+    assert a == b
+    assert bench.ARMS[demos]["budget"] == bench.ARMS[nodemo]["budget"]
+
+
+@pytest.mark.parametrize("ours,sb3", [("td3", "sb3_td3"), ("td3_ee", "sb3_td3_ee")])
+def test_sb3_arms_match_ours(bench, ours, sb3):
+    a, b = _cfg(bench, ours), _cfg(bench, sb3)
+    assert bench.ARMS[sb3].get("sb3") and not bench.ARMS[ours].get("sb3")
+    assert a.task == b.task and a.agent.hidden == b.agent.hidden
+    assert a.agent.obs_normalization is False  # SB3 has none
+    assert bench.ARMS[ours]["budget"] == bench.ARMS[sb3]["budget"]
