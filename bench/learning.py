@@ -29,6 +29,7 @@ per arm: final success (mean, min-max), env steps to 95% / 90% (first evaluation
     python bench/learning.py --arm td3 sb3_td3              # seed by seed, both arms
     python bench/learning.py --all                          # every arm, every seed (hours on 2 cores)
     python bench/learning.py --summary                      # the table for docs/results.md
+    python bench/learning.py --plot docs/x.png --group td3_ee sb3_td3_ee --group svg0
 """
 from __future__ import annotations
 
@@ -233,6 +234,53 @@ def summary(root: str) -> list[dict[str, Any]]:
     return out
 
 
+def _curves(root: str, arm: str) -> dict[int, list[tuple[int, float]]]:
+    """``{seed: [(env_steps, success_rate), ...]}`` of an arm's finished or running seeds."""
+    out = {}
+    for d in sorted(Path(root).glob(f"{arm}_s*")):
+        if ".unfinished" in d.name or not (d / "eval.csv").exists():
+            continue
+        with open(d / "eval.csv") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= ARMS[arm]["budget"]]
+        if rows:
+            out[int(d.name.rsplit("_s", 1)[1])] = [(int(r["env_steps"]), float(r["success_rate"]))
+                                                   for r in rows]
+    return out
+
+
+def plot(root: str, groups: list[list[str]], out: str) -> None:
+    """One panel per group of arms: every seed's evaluation curve (thin) and the mean over the
+    seeds at each evaluation they share (thick), success rate against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 4), squeeze=False)
+    for ax, group in zip(axes[0], groups):
+        for k, arm in enumerate(group):
+            color = f"C{k}"
+            curves = _curves(root, arm)
+            for seed, pts in sorted(curves.items()):
+                ax.plot(*zip(*pts), color=color, alpha=0.35, lw=1)
+            if curves:
+                common = sorted(set.intersection(*(set(x for x, _ in p) for p in curves.values())))
+                mean = [statistics.mean(dict(p)[x] for p in curves.values()) for x in common]
+                ax.plot(common, mean, color=color, lw=2.5,
+                        label=f"{arm} (mean of {len(curves)} seed{'s' * (len(curves) > 1)})")
+        ax.axhline(0.9, color="grey", ls=":", lw=1)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("eval success (50 fixed episodes)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(" vs ".join(group), fontsize=9)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arm", choices=sorted(ARMS), nargs="+",
@@ -242,10 +290,18 @@ def main() -> None:
                     help="default: each arm's seeds (0 1 2; the push arms 0 1)")
     ap.add_argument("--root", default="runs/learning")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--plot", metavar="PNG", help="draw the curves of --group ... into PNG")
+    ap.add_argument("--group", nargs="+", action="append", choices=sorted(ARMS), default=None,
+                    help="arms drawn in one panel (repeat for more panels)")
     args = ap.parse_args()
     if args.summary:
         for row in summary(args.root):
             print(json.dumps(row))
+        return
+    if args.plot:
+        if not args.group:
+            ap.error("--plot needs at least one --group ARM [ARM ...]")
+        plot(args.root, args.group, args.plot)
         return
     arms = sorted(ARMS) if args.all else args.arm
     if not arms:
