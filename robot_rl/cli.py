@@ -389,7 +389,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("note: robot.name=panda (panda_joint1..7, multipanda_ros2); an FR3 under "
               "franka_ros2 needs robot.name=fr3", file=sys.stderr)
     runner = Runner(plan, until_success=args.until_success, max_env_steps=args.max_env_steps,
-                    max_time=args.max_time, verbose=args.verbose, argv=sys.argv,
+                    max_time=args.max_time, max_demo_episodes=args.max_demo_episodes,
+                    verbose=args.verbose, argv=sys.argv,
                     progress_every=args.progress_every, domain_check=args.domain_check)
     if args.dry_run:
         print(f"# robot-rl up {plan.kind}: {len(plan.nodes)} nodes, {plan.num_robots} robot(s), "
@@ -560,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-env-steps", type=int, metavar="N",
                    help="stop once the actors made N env steps in total")
     p.add_argument("--max-time", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--max-demo-episodes", type=int, metavar="N",
+                   help="stop once the replay node has stored N demonstration episodes (with "
+                        "--demos; an episode being recorded at that moment is not stored)")
     p.add_argument("--no-learner", action="store_true",
                    help="collect only: no learner node (e.g. demonstrations)")
     p.add_argument("--only", metavar="ROLES",

@@ -434,6 +434,7 @@ class Progress:
             "updates_per_s": rate,
             "policy_version": self._first("learner", "policy_version"),
             "replay_rows": self._first("replay", "rows"),
+            "demo_episodes": self._first("replay", "demo_episodes"),
             "safety_events": events,
             "safety_brakes": brakes,
             "safety_clamps": None if events is None else events - (brakes or 0.0),
@@ -460,6 +461,8 @@ class Progress:
             f"eval success {_fmt_rate(s['eval_success_rate'])}",
             f"nodes {s['reporting']}/{s['nodes']}",
         ]
+        if s["demo_episodes"]:
+            parts.insert(2, f"demo episodes stored {_fmt_count(s['demo_episodes'])}")
         if s["estop_latched"]:
             parts.append(f"E-STOP LATCHED: {', '.join(s['estop_latched'])}")
         return " | ".join(parts)
@@ -639,7 +642,7 @@ class Runner:
 
     def __init__(self, plan: RunPlan, *, until_success: float | None = None,
                  max_env_steps: int | None = None, max_time: float | None = None,
-                 progress_every: float = 2.0, stop_timeout: float = 10.0,
+                 max_demo_episodes: int | None = None, progress_every: float = 2.0, stop_timeout: float = 10.0,
                  verbose: bool = False, monitor: bool = True, out: TextIO | None = None,
                  argv: Sequence[str] | None = None, domain_check: float = 4.0) -> None:
         if until_success is not None and not 0.0 < until_success <= 1.0:
@@ -647,6 +650,8 @@ class Runner:
                              f"{until_success}")
         if max_env_steps is not None and max_env_steps < 1:
             raise ValueError(f"--max-env-steps: expected >= 1, got {max_env_steps}")
+        if max_demo_episodes is not None and max_demo_episodes < 1:
+            raise ValueError(f"--max-demo-episodes: expected >= 1, got {max_demo_episodes}")
         if max_time is not None and not max_time > 0:
             raise ValueError(f"--max-time: expected seconds > 0, got {max_time}")
         if progress_every <= 0:
@@ -660,7 +665,11 @@ class Runner:
         if max_env_steps is not None and "actor" not in roles:
             raise ValueError("--max-env-steps: the run has no actor node (actors report "
                              "env_steps)")
+        if max_demo_episodes is not None and "replay" not in roles:
+            raise ValueError("--max-demo-episodes: the run has no replay node (it counts the "
+                             "demo episodes it stores)")
         self.plan = plan
+        self.max_demo_episodes = max_demo_episodes
         self.until_success = until_success
         self.max_env_steps = max_env_steps
         self.max_time = max_time
@@ -855,6 +864,11 @@ class Runner:
                 if self.max_env_steps is not None and steps is not None \
                         and steps >= self.max_env_steps:
                     return f"--max-env-steps {self.max_env_steps} reached ({steps:.0f})", None
+                demos = s["demo_episodes"]
+                if self.max_demo_episodes is not None and demos is not None \
+                        and demos >= self.max_demo_episodes:
+                    return (f"--max-demo-episodes {self.max_demo_episodes} reached "
+                            f"({demos:.0f} stored)"), None
             time.sleep(0.1)
 
     def _stop_all(self) -> None:

@@ -64,6 +64,10 @@ def test_runner_refuses_stop_conditions_it_cannot_see(tmp_path):
     only_safety = plan_run("sim", plan.cfg, roles=["safety"])
     with pytest.raises(ValueError, match="--max-env-steps: the run has no actor node"):
         Runner(only_safety, max_env_steps=10)
+    with pytest.raises(ValueError, match="--max-demo-episodes: the run has no replay node"):
+        Runner(only_safety, max_demo_episodes=10)
+    with pytest.raises(ValueError, match="--max-demo-episodes: expected >= 1, got 0"):
+        Runner(plan, max_demo_episodes=0)
 
 
 def test_config_differences():
@@ -107,6 +111,10 @@ def test_progress_line_sums_actors_and_safety_counts():
         "policy v7 | replay rows 2,000 | safety 2 clamps / 4 brakes | eval success 92% | "
         "nodes 6/7 | "
         "E-STOP LATCHED: /robot_1/safety_node")
+    assert s["demo_episodes"] is None  # the replay node said nothing about demos
+    p.update("/replay_node", {"rows": "2000", "demo_episodes": "3"})
+    assert p.summary()["demo_episodes"] == 3
+    assert "| episodes 40 | demo episodes stored 3 | success 38% |" in p.line(1.0)
     clock.t += 6.0  # every status older than stale_after: nobody is reporting
     assert p.summary()["reporting"] == 0
 
