@@ -75,7 +75,8 @@ def _online_rows(run_dir: Path) -> tuple[int, int, int]:
             int(len(set(src["episode_id"][demo].tolist()))))
 
 
-def run_one(root: Path, arm: str, seed: int, budget: int, variant: str = "ddpgfd") -> None:
+def run_one(root: Path, arm: str, seed: int, budget: int, variant: str = "ddpgfd",
+            demo_episodes: int | None = None) -> None:
     name = f"{arm}_s{seed}"
     run_dir = root / name
     log = root / f"{name}.log"
@@ -89,8 +90,10 @@ def run_one(root: Path, arm: str, seed: int, budget: int, variant: str = "ddpgfd
     resume = []
     if arm == "demos":
         if not (run_dir / "replay.zarr").exists():
+            stop = (["--max-demo-episodes", str(demo_episodes)] if demo_episodes else
+                    ["--max-env-steps", str(DEMO_STEPS)])
             rc = _run([ROBOT_RL, "up", "sim", "--demos", "--scripted-operator", "--name", name,
-                       "--max-env-steps", str(DEMO_STEPS), *over], log)
+                       *stop, *over], log)
             if rc != 0:
                 raise RuntimeError(f"{name}: demo recording failed ({rc}); see {log}")
         resume = ["--resume"]
@@ -205,6 +208,10 @@ def main(argv=None) -> int:
     ap.add_argument("--budget", type=int, default=BUDGET,
                     help=f"env steps of training per run (default {BUDGET}); a larger one continues "
                     "finished runs from their checkpoints")
+    ap.add_argument("--demo-episodes", type=int, default=None, metavar="N",
+                    help="record until N demo episodes are stored (robot-rl up "
+                    "--max-demo-episodes) instead of for DEMO_STEPS env steps; give such an "
+                    "experiment its own --root")
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", metavar="PNG", help="draw the finished runs' curves into PNG")
     ap.add_argument("--reference", metavar="RUN_DIR",
@@ -219,12 +226,14 @@ def main(argv=None) -> int:
                    Path(args.reference) if args.reference else None))
         return 0
     if args.summary:
-        print(json.dumps({"budget_env_steps": args.budget, "demo_recording_env_steps": DEMO_STEPS,
+        print(json.dumps({"budget_env_steps": args.budget,
+                          "demo_recording": (f"{args.demo_episodes} episodes" if args.demo_episodes
+                                             else f"{DEMO_STEPS} env steps"),
                           "config": COMMON + VARIANTS[args.variant], **summary(root, args.budget)}, indent=1))
         return 0
     for seed in args.seeds:
         for arm in args.arms:
-            run_one(root, arm, seed, args.budget, args.variant)
+            run_one(root, arm, seed, args.budget, args.variant, args.demo_episodes)
     return 0
 
 
