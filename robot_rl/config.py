@@ -342,6 +342,10 @@ class AgentConfig(_Section):
     critic_l2: float = Field(
         0.0, ge=0, description="L2 weight decay lambda2 on critic weight matrices: "
         "+ lambda2 * sum ||W||^2 in the critic loss")
+    target_clip: tuple[float, float] | None = Field(
+        None, description="[low, high]: clip every TD target into the range the returns can "
+        "take (as HER does): with rewards in [r_min, r_max], [r_min/(1-gamma), r_max/(1-gamma)]"
+        ", e.g. [-100, 0] for the sparse reward (-1 / 0) at gamma 0.99; None: no clipping")
     actor_l2: float = Field(0.0, ge=0, description="L2 weight decay on actor weight matrices")
     bc_weight: float | None = Field(
         None, ge=0, description="weight of the behaviour-cloning loss on demo rows; None: 1.0 "
@@ -360,6 +364,13 @@ class AgentConfig(_Section):
     svg_soft_target: bool = Field(
         False, description="svg0: subtract alpha*log pi(a'|s') in the TD target too (SAC-style, "
         "with twin_critics=true: SAC with a fixed alpha)")
+
+    @field_validator("target_clip")
+    @classmethod
+    def _clip_range(cls, v):
+        if v is not None and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+            raise ValueError(f"expected [low, high] with finite low < high, got {list(v)}")
+        return v
 
 
 # --------------------------------------------------------------------------- replay

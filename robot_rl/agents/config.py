@@ -52,6 +52,7 @@ class LearnerConfig:
     critic_targets: Literal["1step", "nstep", "mixed"] = "nstep"  # which TD losses are summed
     nstep_loss_weight: float = 1.0  # weight of the n-step loss in "mixed"
     critic_l2: float = 0.0  # lambda2 * sum ||W||^2 over critic weight matrices
+    target_clip: tuple[float, float] | None = None  # TD targets clipped into [low, high]
     actor_l2: float = 0.0  # the same for the actor
     # -- demonstrations
     bc_weight: float = 0.0  # weight of the behaviour-cloning loss on demo rows (0: off)
@@ -82,6 +83,8 @@ class LearnerConfig:
                      "actor_l2", "bc_weight", "priority_actor_lambda", "entropy_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name}: expected a value >= 0, got {getattr(self, name)}")
+        if self.target_clip is not None and not self.target_clip[0] < self.target_clip[1]:
+            raise ValueError(f"target_clip: expected low < high, got {list(self.target_clip)}")
         if self.stochastic_actor and self.algo != "svg0":
             raise ValueError("stochastic_actor: only svg0 trains a stochastic actor")
 
@@ -97,6 +100,7 @@ class LearnerConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["target_clip"] = None if self.target_clip is None else list(self.target_clip)
         return d
 
     @classmethod
@@ -108,6 +112,8 @@ class LearnerConfig:
         d = dict(d)
         if "hidden" in d:
             d["hidden"] = tuple(int(h) for h in d["hidden"])
+        if d.get("target_clip") is not None:
+            d["target_clip"] = tuple(float(x) for x in d["target_clip"])
         return cls(**d)
 
 
@@ -142,6 +148,7 @@ def learner_config(agent: AgentConfig, replay: ReplayConfig | None = None) -> Le
         critic_targets=targets,
         nstep_loss_weight=agent.nstep_loss_weight,
         critic_l2=agent.critic_l2,
+        target_clip=None if agent.target_clip is None else tuple(agent.target_clip),
         actor_l2=agent.actor_l2,
         bc_weight=bc,
         q_filter=agent.q_filter,

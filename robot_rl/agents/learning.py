@@ -75,6 +75,17 @@ def td_target(reward: torch.Tensor, discount: torch.Tensor, next_q: torch.Tensor
     return reward + discount * next_q
 
 
+def clipped_target(y: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``clip(y, low, high)``: a TD target kept inside the range the returns can take.
+
+    With rewards in ``[r_min, r_max]`` every discounted return lies in ``[r_min/(1-gamma),
+    r_max/(1-gamma)]`` (the n-step target too), so a target outside it is the critic's own
+    extrapolation feeding back -- e.g. ``Q > 0`` under the sparse reward (-1 / 0), where a
+    bootstrapped overestimate otherwise grows without bound (HER clips its targets so).
+    """
+    return y.clamp(low, high)
+
+
 def smoothed_target_action(action: torch.Tensor, noise: torch.Tensor, noise_clip: float,
                            low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """TD3 target-policy smoothing: ``a' = clip(pi'(s') + clip(eps, -c, c), low, high)``."""
@@ -280,7 +291,10 @@ class Learner:
         q_next = min_over_critics(self.target_critic(next_obs_n, a_next))
         if cfg.soft_target:
             q_next = q_next - cfg.entropy_coef * log_prob
-        return td_target(reward, discount, q_next)
+        y = td_target(reward, discount, q_next)
+        if cfg.target_clip is not None:
+            y = clipped_target(y, *cfg.target_clip)
+        return y
 
     def step(self, batch: Any) -> dict[str, torch.Tensor]:
         """One critic update (and actor + target update when due) on ``batch``.

@@ -8,6 +8,7 @@ from robot_rl.agents.config import LearnerConfig, learner_config
 from robot_rl.agents.learning import (
     Learner,
     bc_loss,
+    clipped_target,
     critic_td_loss,
     ddpgfd_priority,
     deterministic_actor_loss,
@@ -220,6 +221,31 @@ def test_terminated_rows_do_not_bootstrap_in_the_learner():
     assert torch.equal(y[term], b.reward[term])
     assert torch.allclose(y[~term], b.reward[~term] + 0.99 * qn[~term])
     assert b.truncated[~term].sum() > 0  # truncated rows are among those that bootstrap
+
+
+def test_clipped_target_values():
+    y = T([-250.0, -100.0, -3.5, 0.0, 0.7, 40.0])
+    assert torch.equal(clipped_target(y, -100.0, 0.0), T([-100.0, -100.0, -3.5, 0.0, 0.0, 0.0]))
+
+
+def test_target_clip_bounds_the_learners_targets():
+    """A target critic that over-values everything (Q' = +50 under rewards <= 0): with
+    target_clip=[-100, 0] every target is inside the returns' range; without, it is not."""
+    b = make_batch()
+    for clip, expect_max in (((-100.0, 0.0), 0.0), (None, None)):
+        lrn = Learner(small("ddpgfd", obs_normalization=False, target_clip=clip), 4, 2, seed=0)
+        with torch.no_grad():
+            for c in lrn.target_critic.critics:
+                c.net.layers[-1].weight.zero_()
+                c.net.layers[-1].bias.fill_(50.0)
+            y = lrn._target(-b.reward.abs(), b.discount, b.next_observation)
+        term = b.terminated.bool()
+        if clip is None:
+            assert torch.allclose(y[~term], -b.reward[~term].abs() + 0.99 * 50.0)
+        else:
+            assert float(y.max()) <= expect_max and float(y.min()) >= -100.0
+            assert torch.equal(y[~term], torch.zeros(int((~term).sum())))  # -|r| + 49.5 -> 0
+            assert torch.equal(y[term], -b.reward[term].abs())  # in range: unchanged
 
 
 def test_actor_gradient_equals_plain_backward():
