@@ -11,6 +11,7 @@ steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
 * ``svg0``       robot_rl SVG(0) on dense reach, ee_velocity actions
 * ``ddpgfd``     robot_rl DDPGfD (twin critics) on sparse reach with 10 scripted demo episodes
 * ``ddpg_nodemo`` the same learner on sparse reach with no demo rows in the buffer at all
+* ``ddpgfd_clip`` / ``ddpg_nodemo_clip``  the same pair with TD targets clipped to [-100, 0]
 * ``push_demos``  issue 7: DDPGfD with clipped double-Q on sparse push (100-step episodes,
                  ee_velocity actions), 20 scripted pusher demo episodes; 100k env steps, 2 seeds
 * ``push_nodemo`` the same training with no demo rows at all
@@ -87,6 +88,13 @@ ARMS: dict[str, dict[str, Any]] = {
     # the *same* learner with no demo rows (as issue 7's arms), so the demos are the only change
     "ddpgfd": {"budget": 40_000, "overrides": [*SPARSE_REACH, "run.demo_episodes=10"]},
     "ddpg_nodemo": {"budget": 40_000, "overrides": list(SPARSE_REACH)},
+    # session 4, after ddpgfd seed 1 diverged at 22-24k (mean Q rose from -14 to +55, which
+    # rewards in {-1, 0} cannot produce): the same pair with the TD targets clipped to the
+    # returns' range [-1/(1-gamma), 0] = [-100, 0] (agent.target_clip, as HER does)
+    "ddpgfd_clip": {"budget": 40_000, "overrides": [*SPARSE_REACH, "run.demo_episodes=10",
+                                                    "agent.target_clip=[-100, 0]"]},
+    "ddpg_nodemo_clip": {"budget": 40_000, "overrides": [*SPARSE_REACH,
+                                                         "agent.target_clip=[-100, 0]"]},
     # issue 7, fixed in session 3 before any push run: DDPGfD with twin critics (the graph's
     # single-critic DDPGfD collapsed on sparse reach, docs/results.md), 5-step returns,
     # prioritized replay, critic L2, BC with the Q-filter; evaluation every 10k env steps

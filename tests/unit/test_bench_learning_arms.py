@@ -31,7 +31,8 @@ def test_every_arm_resolves(bench):
         assert cfg.run.total_steps == bench.ARMS[arm]["budget"] > 0, arm
 
 
-@pytest.mark.parametrize("demos,nodemo", [("ddpgfd", "ddpg_nodemo"), ("push_demos", "push_nodemo")])
+@pytest.mark.parametrize("demos,nodemo", [("ddpgfd", "ddpg_nodemo"), ("push_demos", "push_nodemo"),
+                                          ("ddpgfd_clip", "ddpg_nodemo_clip")])
 def test_demo_arms_differ_only_by_the_demos(bench, demos, nodemo):
     a = _cfg(bench, demos).model_dump(mode="json")
     b = _cfg(bench, nodemo).model_dump(mode="json")
