@@ -35,6 +35,18 @@ class PushTask(Task):
     def _on_table(self, xy: np.ndarray) -> np.ndarray:
         return np.array([xy[0], xy[1], self.config.object_size / 2.0])
 
+    def describe(self) -> str:
+        """As every task's, but with what push draws: goal and cube (x, y) on the table."""
+        c = self.config
+        g, o = c.goal_box, c.object_box
+        return (
+            f"task={c.name} reward={c.reward} max_steps={c.max_steps} "
+            f"success<{c.success_threshold:g}m (cube to goal) "
+            f"goal_xy={list(g.low[:2])}..{list(g.high[:2])} "
+            f"cube_xy={list(o.low[:2])}..{list(o.high[:2])} on the table "
+            f"action_mode={c.action_mode}"
+        )
+
     def sample_goal(self, rng: np.random.Generator) -> np.ndarray:
         box = self.config.goal_box
         return self._on_table(rng.uniform(box.low[:2], box.high[:2]))

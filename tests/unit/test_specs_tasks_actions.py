@@ -60,6 +60,11 @@ def test_push_distance_is_horizontal():
     assert task.observation_spec.dim == 27
     with pytest.raises(ValueError, match="object_pose is required"):
         task.observation(_snap([0, 0, 0], [0, 0, 0]))
+    line = task.describe()  # names what push draws: goal and cube (x, y), not reach's 3-d box
+    c = task.config
+    assert f"goal_xy={list(c.goal_box.low[:2])}..{list(c.goal_box.high[:2])}" in line
+    assert f"cube_xy={list(c.object_box.low[:2])}..{list(c.object_box.high[:2])}" in line
+    assert "goal_box=" not in line
 
 
 def test_batched_distances():
