@@ -259,7 +259,8 @@ def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: f
         # CPU per env step, by node: less sensitive to other load than the rates (a busy
         # machine stretches the window, not the work), and it says how many cores a rate needs
         cpu = {k: c1[k] - c0[k] for k in c1}
-        graph_cpu = sum(v for k, v in cpu.items() if "learner" not in k)
+        roles = {spec.fully_qualified_name: spec.role for spec, _ in g.procs}
+        graph_cpu = sum(v for k, v in cpu.items() if roles[k] != "learner")
         return {"learner": learner, "learner_gate": gate, "rt_priority": rt, "robots": robots,
                 "env_steps_per_s_total": round(sum(per.values()), 1),
                 "env_steps_per_s_per_robot": {k: round(v, 1) for k, v in per.items()},

@@ -137,17 +137,6 @@ def test_every_algorithm_runs_through_the_trainer(tmp_path, algo, extra):
         assert meta["learner"]["config"]["critic_targets"] == "mixed"
     assert meta["extra"]["noise"]["kind"] == cfg.agent.exploration
 
-def _bench_learning():
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "bench_learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
-
-
 def _success_curve(bench, arm: str, tmp_path) -> list[float]:
     bench.run_ours(arm, 0, str(tmp_path))
     rows = list(csv.DictReader(open(tmp_path / f"{arm}_s0" / "eval.csv")))
@@ -157,20 +146,20 @@ def _success_curve(bench, arm: str, tmp_path) -> list[float]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arm", ["td3_ee", "svg0"])
-def test_dense_reach_is_solved_within_the_fixed_budget(arm, tmp_path):
+def test_dense_reach_is_solved_within_the_fixed_budget(arm, tmp_path, bench_learning):
     """The full versions of the smoke (bench/learning.py, seed 0, 30k env steps, ee_velocity
     actions): some evaluation on the 50 fixed seeds reaches >= 95 % success. About 10 minutes
     each on 2 cores."""
-    curve = _success_curve(_bench_learning(), arm, tmp_path)
+    curve = _success_curve(bench_learning, arm, tmp_path)
     assert max(curve) >= 0.95, curve
 
 
 @pytest.mark.slow
-def test_demos_make_sparse_reach_learnable(tmp_path):
+def test_demos_make_sparse_reach_learnable(tmp_path, bench_learning):
     """bench/learning.py's sparse-reach pair, seed 0, 40k env steps: DDPGfD with 10 scripted
     demo episodes ends >= 90 %; the same learner with no demo rows never gets above 30 %.
     About 30 minutes on 2 cores."""
-    bench = _bench_learning()
+    bench = bench_learning
     with_demos = _success_curve(bench, "ddpgfd", tmp_path)
     without = _success_curve(bench, "ddpg_nodemo", tmp_path)
     assert with_demos[-1] >= 0.9, with_demos

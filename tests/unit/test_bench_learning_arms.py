@@ -1,8 +1,5 @@
 """bench/learning.py's arms: every one resolves to a valid config, and each demo comparison
 differs from its no-demo arm by the demo episodes alone (a typo here costs hours of runs)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from robot_rl.config import load_config
@@ -10,13 +7,9 @@ from robot_rl.config import load_config
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location(
-        "bench_learning", Path(__file__).resolve().parents[2] / "bench" / "learning.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture
+def bench(bench_learning):
+    return bench_learning
 
 
 def _cfg(bench, arm, seed=0):
