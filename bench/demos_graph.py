@@ -217,6 +217,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reference", metavar="RUN_DIR",
                     help="with --plot: one more run drawn grey and dotted")
     args = ap.parse_args(argv)
+    if args.demo_episodes is not None and args.demo_episodes < 1:
+        ap.error(f"--demo-episodes: expected >= 1, got {args.demo_episodes}")
     root = Path(args.root or REPO / "runs" / ("exp_demos_graph" if args.variant == "ddpgfd"
                                               else f"exp_demos_graph_{args.variant}")).absolute()
     root.mkdir(parents=True, exist_ok=True)
