@@ -50,6 +50,20 @@ COMMAND_TOPIC = "joint_velocity_controller/commands"
 RESET_SERVICE = "reset_episode"
 ESTOP_SERVICE = "safety/estop"
 
+def task_state_matches(joint_stamp_ns: int, task_stamp_ns: int, has_object: bool) -> bool:
+    """Whether a joint state (stamp ``joint_stamp_ns``) may be acted on with a task state.
+
+    A task with an object gets a task state with every joint state (the object moves): only
+    the one stamped like the joint state belongs to it. An object-free task's state is constant
+    within an episode, so the sim publishes it when it changes and now and then (its
+    ``task_state_period``): it holds for every joint state stamped at or after it. A joint state
+    that arrives before the task state of a reset pairs with the old episode's, which the actor
+    tells apart by ``episode_id`` (after asking for a reset it waits for a new one)."""
+    if has_object:
+        return joint_stamp_ns == task_stamp_ns
+    return joint_stamp_ns >= task_stamp_ns
+
+
 GraphKind = Literal["sim", "robot"]
 ROLES = ("sim", "actor", "safety", "replay", "learner", "teleop", "operator")
 

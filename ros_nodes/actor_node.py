@@ -14,8 +14,10 @@ Per-robot names are relative, shared names absolute (robot_rl.graph):
   (``reset_mode: homing``, a real arm) proposes a homing move to ``robot.home`` through the
   safety node.
 
-When it acts (``trigger``): ``state`` -- on every new state (joint state + task state with the same
-stamp: the sim publishes both once per control period, in real time and in lockstep); ``timer``
+When it acts (``trigger``): ``state`` -- on every new joint state, with the task state that goes
+with it (``robot_rl.graph.task_state_matches``: the same stamp for a task with an object, else
+the newest one stamped at or before it; the sim publishes joint states once per control period,
+in real time and in lockstep, and an object-free task's state when it changes); ``timer``
 -- every control period with the newest state (a real arm's 1 kHz joint states).
 
 Every transition stays in an outbox until a ``ReplayAck`` covers it and is re-sent when none
@@ -235,7 +237,8 @@ class ActorNode(Node):
 
     def _maybe_tick(self) -> None:
         js, ts = self._js, self._ts
-        if js is None or ts is None or js[2] != ts.stamp_ns:
+        if js is None or ts is None or not graph.task_state_matches(js[2], ts.stamp_ns,
+                                                                    len(ts.object_pose) > 0):
             return  # wait for the other half of this state
         key = (int(ts.episode_id), js[2])
         if key == self._last_tick:

@@ -131,7 +131,8 @@ class ScriptedOperatorNode(Node):
             self._maybe_step()
 
     def _maybe_step(self) -> None:
-        if self._q is None or self._ts is None or self._q_stamp != self._ts.stamp_ns:
+        if self._q is None or self._ts is None or not graph.task_state_matches(
+                self._q_stamp, self._ts.stamp_ns, len(self._ts.object_pose) > 0):
             return  # wait for the other half of this state
         key = (int(self._ts.episode_id), self._q_stamp)
         if key == self._last_key:

@@ -2,8 +2,15 @@
 
 Per robot ``i`` under its namespace (``robot_namespaces``; the root namespace for one robot):
 
-* publishes ``joint_states`` (``sensor_msgs/JointState``, profile joint order, reliable),
-  ``task_state`` (``robot_rl_interfaces/TaskState``: goal, object pose, episode);
+* publishes ``joint_states`` (``sensor_msgs/JointState``, profile joint order, reliable) every
+  state, and ``task_state`` (``robot_rl_interfaces/TaskState``: goal, object pose, episode):
+  every state for a task with an object (its pose moves), else when it changes (a reset: new
+  episode, new goal) and at least every ``task_state_period`` s -- within an episode an
+  object-free task's state is constant, and sending it with every joint state cost the sim node
+  a fifth of its CPU and every actor one more reception per step. ``stamp_ns`` is the stamp of
+  the joint state it goes with (published after it); consumers pair a
+  joint state with the newest task state stamped at or before it (``robot_rl.graph.
+  task_state_matches``);
 * subscribes ``joint_velocity_controller/commands`` (``std_msgs/Float64MultiArray``, one value
   per joint), handled like ros2_control's ``JointGroupVelocityController``: held until the next
   command, a wrong-length or non-finite command is refused with a log line;
@@ -74,6 +81,14 @@ class SimRobotNode(Node):
             "allowance_topic", "/rl/env_step_allowance",
             ParameterDescriptor(description="the learner's env-step allowance (std_msgs/UInt64)")
         ).value
+        self.task_state_period = float(self.declare_parameter(
+            "task_state_period", 0.5, ParameterDescriptor(
+                description="object-free tasks: republish an unchanged task state after this "
+                            "many s (0: with every joint state, as for tasks with an object)")
+        ).value)
+        if self.task_state_period < 0:
+            raise ConfigError(f"task_state_period: expected >= 0 s, got {self.task_state_period}")
+        self._ts_sent: dict[int, tuple[tuple, float]] = {}  # robot -> (content, wall time)
         self.gate_timeout = float(self.declare_parameter(
             "gate_timeout", 10.0, ParameterDescriptor(
                 description="s without an allowance before the gate opens (and says so)")
@@ -105,6 +120,7 @@ class SimRobotNode(Node):
         else:
             self.create_timer(period, self.on_realtime_tick)
         self.timeouts = 0
+        self.task_states_sent = 0
         self.commanded_steps = 0  # steps for which every robot's command arrived
         self.allowance: int | None = None
         self._allowance_wall = time.monotonic()
@@ -230,13 +246,23 @@ class SimRobotNode(Node):
         js.position = array.array("d", st.q.astype(float).tobytes())
         js.velocity = array.array("d", st.dq.astype(float).tobytes())
         self.state_pubs[i].publish(js)
-        ts = TaskState()
-        ts.stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
-        ts.task_name = self.cfg.task.name
-        ts.goal = st.goal.tolist()
-        ts.object_pose = [] if st.object_pose is None else st.object_pose.tolist()
-        ts.episode_id = st.episode
-        self.task_pubs[i].publish(ts)
+        # the task state after the joint state: after a lockstep reset both carry the stamp of
+        # the step before it, and an actor that got the new task state first would pair it with
+        # the old joint state
+        content = (st.episode, tuple(st.goal.tolist()))
+        sent = self._ts_sent.get(i)
+        now = time.monotonic()
+        if (st.object_pose is not None or sent is None or sent[0] != content
+                or now - sent[1] >= self.task_state_period):
+            ts = TaskState()
+            ts.stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+            ts.task_name = self.cfg.task.name
+            ts.goal = list(content[1])
+            ts.object_pose = [] if st.object_pose is None else st.object_pose.tolist()
+            ts.episode_id = st.episode
+            self.task_pubs[i].publish(ts)
+            self._ts_sent[i] = (content, now)
+            self.task_states_sent += 1
 
     def publish_diagnostics(self) -> None:
         from robot_rl.ros_nodes.common import status_message
@@ -251,7 +277,8 @@ class SimRobotNode(Node):
         self.diag_pub.publish(status_message(self, "ok", msg, {
             "role": "sim", "robots": self.sim.num_robots, "steps": self.sim.steps,
             "steps_per_s": f"{rate:.1f}", "sim_time_s": f"{self.sim.sim_time_ns * 1e-9:.2f}",
-            "lockstep_timeouts": self.timeouts, "learner_gated_s": f"{gated:.1f}",
+            "lockstep_timeouts": self.timeouts, "task_states_sent": self.task_states_sent,
+            "learner_gated_s": f"{gated:.1f}",
             "allowance": "" if self.allowance is None else self.allowance,
             "rejected_commands": self.sim.rejected_commands}))
 

@@ -120,3 +120,44 @@ def test_learner_gate_is_a_margin_on_the_sims_own_steps(ros_process, probe):
     assert step_once(10)
     assert not step_once(1.5), "stepped past the learner's margin"
     assert len(clocks) == 5
+
+
+@pytest.mark.parametrize("task", ["reach", "push"])
+def test_task_state_goes_out_on_change_for_object_free_tasks(ros_process, probe, task):
+    """reach: the task state goes out when it changes (a reset), not with every joint state;
+    push (an object that moves): with every joint state, stamped like it."""
+    proc = ros_process([NODE, "--ros-args", "-p", "sim.clock:=lockstep", "-p", f"task.name:={task}",
+                        "-p", "sim.lockstep_timeout:=30.0", "-p", "task_state_period:=30.0"],
+                       name=f"sim-ts-{task}")
+    proc.wait_for_line(r"1 sim robot\(s\)", timeout=60)
+    states, tasks = [], []
+    probe.create_subscription(JointState, "/joint_states", states.append, 10)
+    probe.create_subscription(TaskState, "/task_state", tasks.append, 10)
+    pub = probe.create_publisher(Float64MultiArray, "/joint_velocity_controller/commands", 1)
+    cli = probe.create_client(Trigger, "/reset_episode")
+    assert _spin_until(probe, lambda: pub.get_subscription_count() == 1, 30)
+    assert cli.wait_for_service(timeout_sec=10)
+    assert _spin_until(probe, lambda: True, 0.5)
+
+    def steps(k):
+        for _ in range(k):
+            n = len(states)
+            pub.publish(Float64MultiArray(data=[0.1] * 7))
+            assert _spin_until(probe, lambda: len(states) > n, 10), proc.tail()
+        assert _spin_until(probe, lambda: True, 0.3)  # late task states would arrive now
+
+    stamp = lambda m: m.header.stamp.sec * 10**9 + m.header.stamp.nanosec  # noqa: E731
+    steps(4)
+    fut = cli.call_async(Trigger.Request())
+    assert _spin_until(probe, fut.done, 10) and fut.result().success
+    assert _spin_until(probe, lambda: len(tasks) > 0 and tasks[-1].episode_id == 1, 5)
+    steps(3)
+    if task == "reach":
+        # nothing changed during the first steps; the reset's state is the only one since
+        assert len(tasks) == 1 and tasks[0].episode_id == 1
+        assert tasks[0].stamp_ns == stamp(states[4])  # the reset's joint state
+        assert len(states) == 8
+    else:
+        assert len(tasks) == len(states) == 8
+        assert [t.stamp_ns for t in tasks] == [stamp(s) for s in states]
+        assert all(len(t.object_pose) == 7 for t in tasks)

@@ -365,3 +365,16 @@ def test_sim_estop_files_start_released_and_keep_an_existing_state(tmp_path):
     robot = build_graph("robot", config_file=CFG, num_robots=1, run_dir=tmp_path / "r")
     assert all("safety.estop_file" not in s.parameters for s in robot)
     assert sim_estop_files(robot) == []
+
+
+def test_task_state_pairing_rule():
+    """With an object: only the task state of the same stamp; without: the newest one stamped
+    at or before the joint state (the sim sends an object-free task's state on change)."""
+    from robot_rl.graph import task_state_matches
+
+    assert task_state_matches(100, 100, has_object=True)
+    assert not task_state_matches(150, 100, has_object=True)
+    assert not task_state_matches(100, 150, has_object=True)
+    assert task_state_matches(100, 100, has_object=False)
+    assert task_state_matches(150, 100, has_object=False)
+    assert not task_state_matches(100, 150, has_object=False)  # a newer task state: not this one
