@@ -54,6 +54,7 @@ COMMON = [
     "agent.algo=ddpgfd", "agent.n_step=5", "agent.demo_sampling=union",
     "replay.prioritized=true", "agent.critic_l2=1e-5", "agent.warmup_steps=1000",
     f"run.eval_every={EVAL_EVERY}", "run.eval_episodes=50",
+    "agent.target_clip=null",  # as these experiments ran (before agent.target_clip=auto)
 ]
 
 

@@ -59,14 +59,16 @@ COMMON = ["agent.hidden=[256, 256]", "agent.batch_size=256", "agent.gamma=0.99",
 #: issue 5's sparse-reach arms share everything but the demo episodes
 SPARSE_REACH = ("agent.algo=ddpgfd", "task.reward=sparse", "agent.twin_critics=true",
                 "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
-                "agent.critic_l2=1e-5")
+                "agent.critic_l2=1e-5",
+                # run before agent.target_clip defaulted to auto (session 5): kept as run
+                "agent.target_clip=null")
 PUSH_BUDGET = 100_000
 #: issue 7's push arms share everything but the demo episodes
 PUSH_COMMON = ("task.name=push", "task.max_steps=100", "task.reward=sparse",
                "task.action_mode=ee_velocity", "agent.algo=ddpgfd", "agent.twin_critics=true",
                "agent.n_step=5", "agent.demo_sampling=union", "replay.prioritized=true",
                "agent.critic_l2=1e-5", "run.eval_every=10000", "run.checkpoint_every=10000",
-               "run.log_every=10000")
+               "run.log_every=10000", "agent.target_clip=null")  # as run (before auto)
 ARMS: dict[str, dict[str, Any]] = {
     "td3": {"budget": 30_000, "overrides": ["agent.algo=td3", "task.reward=dense",
                                             "agent.obs_normalization=false"]},

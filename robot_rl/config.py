@@ -342,10 +342,12 @@ class AgentConfig(_Section):
     critic_l2: float = Field(
         0.0, ge=0, description="L2 weight decay lambda2 on critic weight matrices: "
         "+ lambda2 * sum ||W||^2 in the critic loss")
-    target_clip: tuple[float, float] | None = Field(
-        None, description="[low, high]: clip every TD target into the range the returns can "
+    target_clip: tuple[float, float] | Literal["auto"] | None = Field(
+        "auto", description="[low, high]: clip every TD target into the range the returns can "
         "take (as HER does): with rewards in [r_min, r_max], [r_min/(1-gamma), r_max/(1-gamma)]"
-        ", e.g. [-100, 0] for the sparse reward (-1 / 0) at gamma 0.99; None: no clipping")
+        ", e.g. [-100, 0] for the sparse reward (-1 / 0) at gamma 0.99; None: no clipping; "
+        "auto (default): that range for task.reward=sparse, no clipping for dense rewards "
+        "(unbounded below); resolved when the configuration loads")
     actor_l2: float = Field(0.0, ge=0, description="L2 weight decay on actor weight matrices")
     bc_weight: float | None = Field(
         None, ge=0, description="weight of the behaviour-cloning loss on demo rows; None: 1.0 "
@@ -368,7 +370,7 @@ class AgentConfig(_Section):
     @field_validator("target_clip")
     @classmethod
     def _clip_range(cls, v):
-        if v is not None and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+        if v is not None and v != "auto" and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
             raise ValueError(f"expected [low, high] with finite low < high, got {list(v)}")
         return v
 
@@ -505,6 +507,17 @@ class Config(_Section):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     teleop: TeleopConfig = Field(default_factory=TeleopConfig)
+
+    @model_validator(mode="after")
+    def _resolve_target_clip(self) -> Config:
+        """``agent.target_clip: auto`` -> the returns' range of the task's reward (sparse: -1 or
+        0 per step, so [-1/(1-gamma), 0]; dense -distance, or gamma 1: unbounded, so none).
+        Sparse DDPGfD without it diverged in one of three seeds (docs/results.md, issue 5)."""
+        if self.agent.target_clip == "auto":
+            clip = ((round(-1.0 / (1.0 - self.agent.gamma), 6), 0.0)
+                    if self.task.reward == "sparse" and self.agent.gamma < 1 else None)
+            object.__setattr__(self.agent, "target_clip", clip)
+        return self
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML (loads back to an equal Config)."""

@@ -148,7 +148,10 @@ def learner_config(agent: AgentConfig, replay: ReplayConfig | None = None) -> Le
         critic_targets=targets,
         nstep_loss_weight=agent.nstep_loss_weight,
         critic_l2=agent.critic_l2,
-        target_clip=None if agent.target_clip is None else tuple(agent.target_clip),
+        # "auto" is resolved with the task when a whole Config loads; an AgentConfig on its own
+        # knows no reward, so there it means no clipping
+        target_clip=(None if agent.target_clip in (None, "auto") else
+                     tuple(float(x) for x in agent.target_clip)),
         actor_l2=agent.actor_l2,
         bc_weight=bc,
         q_filter=agent.q_filter,

@@ -117,3 +117,30 @@ def test_every_field_is_documented():
 def test_run_name_must_be_a_plain_directory_name():
     with pytest.raises(ConfigError, match="run.name"):
         load_config(None, ["run.name=../etc"])
+
+
+def test_target_clip_auto_resolves_to_the_returns_range_of_the_reward():
+    """Default ``agent.target_clip: auto``: sparse rewards (-1 / 0 per step) bound every return
+    to [-1/(1-gamma), 0]; dense (-distance) and gamma 1 are unbounded, so no clipping. An
+    explicit range or null wins; the resolved value survives a YAML round trip."""
+    from robot_rl.agents.config import learner_config
+    import yaml
+
+    from robot_rl.config import AgentConfig, config_from_dict
+
+    assert load_config(None, []).agent.target_clip is None  # dense
+    sparse = load_config(None, ["task.reward=sparse"])
+    assert sparse.agent.target_clip == (-100.0, 0.0)
+    assert learner_config(sparse.agent).target_clip == (-100.0, 0.0)
+    assert load_config(None, ["task.reward=sparse", "agent.gamma=0.98"]).agent.target_clip == \
+        (-50.0, 0.0)
+    assert load_config(None, ["task.reward=sparse", "agent.gamma=1"]).agent.target_clip is None
+    assert load_config(None, ["task.reward=sparse", "agent.target_clip=null"]).agent.target_clip \
+        is None
+    assert load_config(None, ["agent.target_clip=[-5, 0]"]).agent.target_clip == (-5.0, 0.0)
+    assert config_from_dict(yaml.safe_load(sparse.to_yaml())) == sparse
+    assert learner_config(AgentConfig()).target_clip is None  # no task known: no clipping
+    with pytest.raises(ConfigError, match="target_clip"):
+        load_config(None, ["agent.target_clip=[0, -5]"])
+    with pytest.raises(ConfigError, match="target_clip"):
+        load_config(None, ["agent.target_clip=automatic"])
