@@ -156,11 +156,12 @@ def test_dense_reach_is_solved_within_the_fixed_budget(arm, tmp_path, bench_lear
 
 @pytest.mark.slow
 def test_demos_make_sparse_reach_learnable(tmp_path, bench_learning):
-    """bench/learning.py's sparse-reach pair, seed 0, 40k env steps: DDPGfD with 10 scripted
-    demo episodes ends >= 90 %; the same learner with no demo rows never gets above 30 %.
-    About 30 minutes on 2 cores."""
+    """bench/learning.py's sparse-reach pair with TD targets clipped to the returns' range
+    (``agent.target_clip`` auto, the default for sparse rewards since session 5), seed 0, 40k
+    env steps: DDPGfD with 10 scripted demo episodes ends >= 90 %; the same learner with no demo
+    rows never gets above 30 %. About 30 minutes on 2 cores."""
     bench = bench_learning
-    with_demos = _success_curve(bench, "ddpgfd", tmp_path)
-    without = _success_curve(bench, "ddpg_nodemo", tmp_path)
+    with_demos = _success_curve(bench, "ddpgfd_clip", tmp_path)
+    without = _success_curve(bench, "ddpg_nodemo_clip", tmp_path)
     assert with_demos[-1] >= 0.9, with_demos
     assert max(without) < 0.3, without

@@ -42,3 +42,15 @@ def test_sb3_arms_match_ours(bench, ours, sb3):
     assert a.task == b.task and a.agent.hidden == b.agent.hidden
     assert a.agent.obs_normalization is False  # SB3 has none
     assert bench.ARMS[ours]["budget"] == bench.ARMS[sb3]["budget"]
+
+
+def test_clip_arms_are_the_default_sparse_configuration(bench):
+    """The clipped sparse pair is what ``agent.target_clip: auto`` gives a sparse task now; the
+    arms that ran before that default pin ``null``, so re-running them repeats what ran."""
+    for arm in ("ddpgfd_clip", "ddpg_nodemo_clip"):
+        pinned = _cfg(bench, arm)
+        auto = load_config(None, bench.COMMON + [o for o in bench.ARMS[arm]["overrides"]
+                                                 if not o.startswith("agent.target_clip")])
+        assert pinned.agent.target_clip == auto.agent.target_clip == (-100.0, 0.0)
+    for arm in ("ddpgfd", "ddpg_nodemo", "push_demos", "push_nodemo"):
+        assert _cfg(bench, arm).agent.target_clip is None, arm
