@@ -370,7 +370,9 @@ class AgentConfig(_Section):
     @field_validator("target_clip")
     @classmethod
     def _clip_range(cls, v):
-        if v is not None and v != "auto" and not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+        if v is None or v == "auto":
+            return v
+        if not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
             raise ValueError(f"expected [low, high] with finite low < high, got {list(v)}")
         return v
 

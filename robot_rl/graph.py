@@ -50,6 +50,7 @@ COMMAND_TOPIC = "joint_velocity_controller/commands"
 RESET_SERVICE = "reset_episode"
 ESTOP_SERVICE = "safety/estop"
 
+
 def task_state_matches(joint_stamp_ns: int, task_stamp_ns: int, has_object: bool) -> bool:
     """Whether a joint state (stamp ``joint_stamp_ns``) may be acted on with a task state.
 

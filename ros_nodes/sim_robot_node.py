@@ -6,8 +6,8 @@ Per robot ``i`` under its namespace (``robot_namespaces``; the root namespace fo
   state, and ``task_state`` (``robot_rl_interfaces/TaskState``: goal, object pose, episode):
   every state for a task with an object (its pose moves), else when it changes (a reset: new
   episode, new goal) and at least every ``task_state_period`` s -- within an episode an
-  object-free task's state is constant, and sending it with every joint state cost the sim node
-  a fifth of its CPU and every actor one more reception per step. ``stamp_ns`` is the stamp of
+  object-free task's state is constant, so this spares every actor one reception per step
+  (0-8 % less graph CPU per env step, docs/benchmarks.md). ``stamp_ns`` is the stamp of
   the joint state it goes with (published after it); consumers pair a
   joint state with the newest task state stamped at or before it (``robot_rl.graph.
   task_state_matches``);
