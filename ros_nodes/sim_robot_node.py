@@ -10,7 +10,9 @@ Per robot ``i`` under its namespace (``robot_namespaces``; the root namespace fo
   (0-8 % less graph CPU per env step, docs/benchmarks.md). ``stamp_ns`` is the stamp of
   the joint state it goes with (published after it); consumers pair a
   joint state with the newest task state stamped at or before it (``robot_rl.graph.
-  task_state_matches``);
+  task_state_matches``). Each of a robot's states has its own stamp: the sim time, or, for a
+  reset's state in lockstep (sim time has not moved since the step before it), 1 ns after
+  the robot's previous state;
 * subscribes ``joint_velocity_controller/commands`` (``std_msgs/Float64MultiArray``, one value
   per joint), handled like ros2_control's ``JointGroupVelocityController``: held until the next
   command, a wrong-length or non-finite command is refused with a log line;
@@ -97,6 +99,7 @@ class SimRobotNode(Node):
         self.namespaces = namespaces
         self.joint_names = list(self.cfg.robot.joint_names)
         self._js_msgs: dict[int, JointState] = {}
+        self._last_stamp_ns: dict[int, int] = {}  # robot -> stamp of its last published state
         self.lockstep = self.cfg.sim.clock == "lockstep"
 
         self.clock_pub = self.create_publisher(Clock, "/clock", 10)
@@ -237,6 +240,18 @@ class SimRobotNode(Node):
 
     def publish_robot(self, i: int, stamp=None) -> None:
         stamp = stamp or self._stamp()
+        # Every state of a robot gets its own stamp, strictly later than the one before: a
+        # reset between two lockstep steps would otherwise carry the stamp of the step before
+        # it (sim time has not moved), and a consumer could not tell the reset's joint state
+        # from the one it replaces (1 ns later; the next step is a control period later).
+        ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+        last = self._last_stamp_ns.get(i)
+        if last is not None and ns <= last:
+            from builtin_interfaces.msg import Time
+
+            ns = last + 1
+            stamp = Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+        self._last_stamp_ns[i] = ns
         st = self.sim.state(i)
         js = self._js_msgs.get(i)
         if js is None:  # one message per robot, names set once (published by value)
@@ -246,16 +261,14 @@ class SimRobotNode(Node):
         js.position = array.array("d", st.q.astype(float).tobytes())
         js.velocity = array.array("d", st.dq.astype(float).tobytes())
         self.state_pubs[i].publish(js)
-        # the task state after the joint state: after a lockstep reset both carry the stamp of
-        # the step before it, and an actor that got the new task state first would pair it with
-        # the old joint state
+        # the task state after the joint state, stamped like it (actors pair the two by stamp)
         content = (st.episode, tuple(st.goal.tolist()))
         sent = self._ts_sent.get(i)
         now = time.monotonic()
         if (st.object_pose is not None or sent is None or sent[0] != content
                 or now - sent[1] >= self.task_state_period):
             ts = TaskState()
-            ts.stamp_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+            ts.stamp_ns = ns
             ts.task_name = self.cfg.task.name
             ts.goal = list(content[1])
             ts.object_pose = [] if st.object_pose is None else st.object_pose.tolist()

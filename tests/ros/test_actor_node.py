@@ -166,8 +166,11 @@ def test_lockstep_transitions_and_policy_swaps(ros_process, probe, tmp_path):
         for a, b in zip(ep, ep[1:]):  # s_{t+1} of one row is s_t of the next
             np.testing.assert_array_equal(np.asarray(a.next_observation),
                                           np.asarray(b.observation))
-            assert b.stamp_ns > a.stamp_ns  # lockstep: sim time, one period apart
-            assert b.stamp_ns - a.stamp_ns == 50_000_000
+            # lockstep: a stepped state carries the sim time (a whole period); a reset's state
+            # is a nanosecond after the step it follows, so each state has its own stamp
+            assert b.stamp_ns % 50_000_000 == 0
+            assert b.stamp_ns - a.stamp_ns == 50_000_000 - a.stamp_ns % 50_000_000
+        assert 0 < ep[0].stamp_ns % 50_000_000 < 1_000  # the reset's state
         for t in ep:
             assert len(t.observation) == 20 and len(t.action) == 3
             assert np.all(np.isfinite(t.action)) and t.reward <= 0.0

@@ -152,6 +152,11 @@ def test_task_state_goes_out_on_change_for_object_free_tasks(ros_process, probe,
     assert _spin_until(probe, fut.done, 10) and fut.result().success
     assert _spin_until(probe, lambda: len(tasks) > 0 and tasks[-1].episode_id == 1, 5)
     steps(3)
+    # every state has its own stamp: the reset's comes after the step it follows (same sim
+    # time), so an actor never mistakes the joint state before a reset for the reset's
+    st = [stamp(s) for s in states]
+    assert all(a < b for a, b in zip(st, st[1:])), st
+    assert st[4] == st[3] + 1 and st[5] == st[3] + 50_000_000
     if task == "reach":
         # nothing changed during the first steps; the reset's state is the only one since
         assert len(tasks) == 1 and tasks[0].episode_id == 1
