@@ -25,7 +25,8 @@ def test_every_arm_resolves(bench):
 
 
 @pytest.mark.parametrize("demos,nodemo", [("ddpgfd", "ddpg_nodemo"), ("push_demos", "push_nodemo"),
-                                          ("ddpgfd_clip", "ddpg_nodemo_clip")])
+                                          ("ddpgfd_clip", "ddpg_nodemo_clip"),
+                                          ("push_demos_v2", "push_nodemo_v2")])
 def test_demo_arms_differ_only_by_the_demos(bench, demos, nodemo):
     a = _cfg(bench, demos).model_dump(mode="json")
     b = _cfg(bench, nodemo).model_dump(mode="json")
@@ -54,3 +55,7 @@ def test_clip_arms_are_the_default_sparse_configuration(bench):
         assert pinned.agent.target_clip == auto.agent.target_clip == (-100.0, 0.0)
     for arm in ("ddpgfd", "ddpg_nodemo", "push_demos", "push_nodemo"):
         assert _cfg(bench, arm).agent.target_clip is None, arm
+    for arm in ("push_demos_v2", "push_nodemo_v2"):
+        cfg = _cfg(bench, arm)
+        assert cfg.agent.target_clip == (-100.0, 0.0), arm
+        assert cfg.agent.demo_sampling == "fixed" and cfg.agent.demo_fraction == 0.25
