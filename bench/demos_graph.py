@@ -163,9 +163,12 @@ def _curve(run_dir: Path, budget: int) -> tuple[list[int], list[float]]:
     return [int(r["env_steps"]) for r in rows], [100 * float(r["success_rate"]) for r in rows]
 
 
-def plot(root: Path, budget: int, out: Path, reference: Path | None = None) -> Path:
+def plot(root: Path, budget: int, out: Path, reference: Path | None = None,
+         reference_label: str = "single-critic DDPGfD, demos, seed 0") -> Path:
     """Success vs env steps of every finished run (demos solid, no demos dashed), the arms'
-    means bold; ``reference``: one more run drawn grey and dotted (e.g. the single-critic run)."""
+    means bold; ``reference``: one more curve drawn grey and dotted, ``reference_label`` in the
+    legend -- a run directory (e.g. the single-critic run), or another experiment's root, whose
+    demo arm's mean is drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,9 +190,15 @@ def plot(root: Path, budget: int, out: Path, reference: Path | None = None) -> P
             mean = [statistics.mean(c[1][i] for c in curves) for i in range(n)]
             ax.plot(curves[0][0][:n], mean, style, color=color, lw=2.5,
                     label=f"{label} (mean of {len(curves)} seeds; thin: each seed)")
-    if reference is not None and (reference / "eval.csv").exists():
-        x, y = _curve(reference, budget)
-        ax.plot(x, y, ":", color="grey", lw=1.5, label="single-critic DDPGfD, demos, seed 0")
+    if reference is not None:
+        runs = ([reference] if (reference / "eval.csv").exists() else
+                [d for d in sorted(reference.glob("demos_s*")) if (d / "eval.csv").exists()])
+        if not runs:
+            raise ValueError(f"--reference: no eval.csv in {reference} or its demos_s*/")
+        curves = [_curve(d, budget) for d in runs]
+        n = min(len(c[1]) for c in curves)
+        ax.plot(curves[0][0][:n], [statistics.mean(c[1][i] for c in curves) for i in range(n)],
+                ":", color="grey", lw=1.5, label=reference_label)
     ax.axhline(90, color="k", lw=0.6, alpha=0.5)
     ax.set_xlabel("env steps (both robots)")
     ax.set_ylabel("eval success, 50 fixed episodes (%)")
@@ -221,7 +230,10 @@ def main(argv=None) -> int:
     ap.add_argument("--summary", action="store_true")
     ap.add_argument("--plot", metavar="PNG", help="draw the finished runs' curves into PNG")
     ap.add_argument("--reference", metavar="RUN_DIR",
-                    help="with --plot: one more run drawn grey and dotted")
+                    help="with --plot: one more curve drawn grey and dotted: a run directory, "
+                    "or an experiment's root (the mean of its demos_s* runs)")
+    ap.add_argument("--reference-label", default="single-critic DDPGfD, demos, seed 0",
+                    help="with --reference: its legend entry")
     args = ap.parse_args(argv)
     if args.demo_episodes is not None and args.demo_episodes < 1:
         ap.error(f"--demo-episodes: expected >= 1, got {args.demo_episodes}")
@@ -231,7 +243,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if args.plot:
         print(plot(root, args.budget, Path(args.plot),
-                   Path(args.reference) if args.reference else None))
+                   Path(args.reference) if args.reference else None, args.reference_label))
         return 0
     if args.summary:
         print(json.dumps({"budget_env_steps": args.budget,
