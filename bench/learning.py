@@ -228,9 +228,12 @@ def run_one(arm: str, seed: int, root: str) -> None:
 
 
 def summary(root: str) -> list[dict[str, Any]]:
+    """Per arm: final success, env steps to 95 % / 90 % and wall-clock over the runs whose last
+    evaluation is at the arm's budget; runs that have not got there yet are listed by name
+    under ``unfinished`` and counted in nothing else."""
     out = []
     for arm, spec in ARMS.items():
-        finals, s95, s90, walls = [], [], [], []
+        finals, s95, s90, walls, running = [], [], [], [], []
         for d in sorted(Path(root).glob(f"{arm}_s*")):
             if ".unfinished" in d.name:
                 continue
@@ -241,12 +244,15 @@ def summary(root: str) -> list[dict[str, Any]]:
             rows = [r for r in rows if int(r["env_steps"]) <= spec["budget"]]
             if not rows:
                 continue
+            if int(rows[-1]["env_steps"]) < spec["budget"]:  # still running (or stopped early)
+                running.append(d.name)
+                continue
             finals.append(float(rows[-1]["success_rate"]))
             walls.append(float(rows[-1]["wall_s"]))
             for lst, thr in ((s95, 0.95), (s90, 0.90)):
                 hit = [int(r["env_steps"]) for r in rows if float(r["success_rate"]) >= thr]
                 lst.append(hit[0] if hit else None)
-        if not finals:
+        if not finals and not running:
             continue
 
         def stat(xs):
@@ -256,7 +262,8 @@ def summary(root: str) -> list[dict[str, Any]]:
 
         out.append({"arm": arm, "budget": spec["budget"], "seeds": len(finals),
                     "final_success": stat(finals), "steps_to_95": stat(s95),
-                    "steps_to_90": stat(s90), "wall_s": stat(walls)})
+                    "steps_to_90": stat(s90), "wall_s": stat(walls),
+                    "unfinished": running})
     return out
 
 

@@ -59,3 +59,24 @@ def test_clip_arms_are_the_default_sparse_configuration(bench):
         cfg = _cfg(bench, arm)
         assert cfg.agent.target_clip == (-100.0, 0.0), arm
         assert cfg.agent.demo_sampling == "fixed" and cfg.agent.demo_fraction == 0.25
+
+
+def test_summary_counts_only_runs_that_reached_the_budget(bench, tmp_path):
+    head = "env_steps,updates,wall_s,success_rate,mean_return,mean_final_distance,episodes,first_seed\n"
+
+    def run(name, rows):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "eval.csv").write_text(head + "".join(
+            f"{n},{n},{n / 100},{s},-10,0.1,50,1000000\n" for n, s in rows))
+
+    budget = bench.ARMS["td3"]["budget"]
+    run("td3_s0", [(budget // 2, 0.9), (budget, 0.8)])
+    run("td3_s1", [(budget // 2, 1.0), (budget, 0.96)])
+    run("td3_s2", [(budget // 2, 0.5)])  # still running: its last evaluation is no final
+    (row,) = [r for r in bench.summary(str(tmp_path)) if r["arm"] == "td3"]
+    assert row["seeds"] == 2 and row["unfinished"] == ["td3_s2"]
+    assert row["final_success"]["mean"] == pytest.approx(0.88)
+    assert row["steps_to_90"] == {"mean": budget / 2, "min": budget // 2, "max": budget // 2,
+                                  "n": 2, "reached": 2}
+    assert row["steps_to_95"]["reached"] == 1 and row["wall_s"]["max"] == budget / 100
