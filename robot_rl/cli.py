@@ -376,7 +376,11 @@ def up_plan(args: argparse.Namespace):
     return plan_run(args.graph, cfg, robots=args.robots, namespaces=split_list(args.namespaces),
                     learner=not (args.no_learner or demos), roles=split_list(args.only),
                     resume=args.resume, teleop=getattr(args, "teleop", False),
-                    operator=getattr(args, "scripted_operator", False), demos=demos)
+                    operator=getattr(args, "scripted_operator", False), demos=demos,
+                    # the scripted operators keep exactly N episodes between them
+                    operator_episodes=(args.max_demo_episodes
+                                       if demos and getattr(args, "scripted_operator", False)
+                                       and (args.max_demo_episodes or 0) >= 1 else None))
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -563,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--max-demo-episodes", type=int, metavar="N",
                    help="stop once the replay node has stored N demonstration episodes (with "
-                        "--demos; an episode being recorded at that moment is not stored)")
+                        "--demos; an episode being recorded at that moment is not stored; with "
+                        "--scripted-operator the operators keep exactly N between them)")
     p.add_argument("--no-learner", action="store_true",
                    help="collect only: no learner node (e.g. demonstrations)")
     p.add_argument("--only", metavar="ROLES",

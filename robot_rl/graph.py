@@ -154,7 +154,7 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
                 learner: bool = True, eval_in_sim: bool | None = None,
                 extra: dict[str, dict[str, Any]] | None = None,
                 rt_priority: int = 0, teleop: bool = False, operator: bool = False,
-                demos: bool = False) -> list[NodeSpec]:
+                demos: bool = False, operator_episodes: int | None = None) -> list[NodeSpec]:
     """The graph's nodes, in start order (sim first, learner last).
 
     Args:
@@ -175,9 +175,15 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
             the stand-in for a person (implies ``teleop``).
         demos: record demonstrations: the actors let the operator drive and send each marked
             episode whole (source=demo); implies ``teleop``.
+        operator_episodes: with ``operator``: the episodes the scripted operators keep in all,
+            split over the robots (robot i: ``N // R``, one more for the first ``N % R``);
+            each then takes its hands off the device (``max_episodes``). None: no limit.
     """
     if operator and kind != "sim":
         raise ValueError("operator: the scripted operator drives simulated robots only")
+    if operator_episodes is not None and (not operator or operator_episodes < 1):
+        raise ValueError(f"operator_episodes: expected >= 1 with a scripted operator, got "
+                         f"{operator_episodes}" + ("" if operator else " without one"))
     teleop = teleop or operator or demos
     if not 0 <= rt_priority <= 98:
         raise ValueError(f"rt_priority: expected 0..98, got {rt_priority}")
@@ -197,6 +203,12 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
         out.update(p)
         out.update(extra.get(role, {}))
         return out
+
+    def quota(i: int) -> dict[str, int]:
+        if operator_episodes is None:
+            return {}
+        q, r = divmod(operator_episodes, len(ns))
+        return {"max_episodes": q + (i < r)}
 
     nodes: list[NodeSpec] = []
     if kind == "sim":
@@ -236,7 +248,7 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
         if operator:
             nodes.append(NodeSpec("operator", "scripted_operator_node", "scripted_operator_node",
                                   n, {"config_file": str(config_file), **dev,
-                                      "seed": 1000 + i, **extra.get("operator", {})},
+                                      "seed": 1000 + i, **quota(i), **extra.get("operator", {})},
                                   robot_id=i))
     nodes.append(NodeSpec("replay", "replay_node", "replay_node", "", params("replay")))
     if learner:

@@ -180,7 +180,8 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
              namespaces: Sequence[str] | None = None, learner: bool = True,
              roles: Iterable[str] | None = None, resume: bool = False,
              run_dir: str | Path | None = None, teleop: bool = False,
-             operator: bool = False, demos: bool = False) -> RunPlan:
+             operator: bool = False, demos: bool = False,
+             operator_episodes: int | None = None) -> RunPlan:
     """Resolve a run: robots, run directory, the graph's nodes. Writes nothing.
 
     ``cfg.sim.num_robots`` is set to the number of robots, so the run's ``config.yaml`` says
@@ -213,7 +214,8 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
         cfg = config_from_dict(data, source="--demos (real time)")
     nodes = build_graph(kind, config_file=rd / "config.yaml", num_robots=n, namespaces=ns,
                         run_dir=rd, learner=learner, rt_priority=cfg.run.rt_priority,
-                        teleop=teleop, operator=operator, demos=demos)
+                        teleop=teleop, operator=operator, demos=demos,
+                        operator_episodes=operator_episodes)
     if cfg.safety.estop_file is not None:
         # The config names the e-stop file: it wins over the sim graph's per-run default.
         for spec in nodes:

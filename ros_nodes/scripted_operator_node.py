@@ -22,7 +22,11 @@ the teleop node sees a live device. Stopping this node is a person walking away:
 goes silent and the teleop node reports the input lost (deadman false).
 
 It starts its first episode once something reads its device topic (the teleop node), and it
-does not reset episodes: the actor does that (or the test that drives it).
+does not reset episodes: the actor does that (or the test that drives it). With
+``max_episodes`` >= 0 it keeps that many episodes (marked success or failure) and then takes
+its hands off the device for good, so a recording with several robots stores exactly the
+number asked for (``robot-rl up --demos --scripted-operator --max-demo-episodes N`` splits N
+over the robots' operators).
 """
 from __future__ import annotations
 
@@ -41,7 +45,7 @@ from robot_rl.ros_nodes.common import STATE_QOS, run_node
 from robot_rl.ros_nodes.params import declare_config
 from robot_rl.ros_nodes.teleop_node import DEFAULT_JOY_TOPIC, DEVICE_QOS
 from robot_rl.sim.operator import DeviceCommand, OperatorParams, ScriptedOperator
-from robot_rl.teleop import MARK_NAMES, MARK_NONE
+from robot_rl.teleop import MARK_FAILURE, MARK_NAMES, MARK_NONE, MARK_SUCCESS
 from robot_rl_interfaces.msg import TaskState
 
 
@@ -59,6 +63,9 @@ class ScriptedOperatorNode(Node):
                            "failure (-1: task.max_steps)"))
         discard_prob = float(P("discard_prob", OperatorParams.discard_prob,
                                "probability per episode of discarding it mid-way"))
+        self.max_episodes = int(P("max_episodes", -1, "episodes to keep (marked success or "
+                                  "failure; discarded ones do not count), then hands off the "
+                                  "device for good (-1: no limit)"))
         twist_topic = P("twist_topic", "/spacenav/twist", "spacenav: Twist output")
         joy_topic = P("joy_topic", "", "Joy output ('' = /spacenav/joy for spacenav, /joy for "
                       "joy)") or DEFAULT_JOY_TOPIC[inp]
@@ -70,6 +77,9 @@ class ScriptedOperatorNode(Node):
             raise ConfigError(f"publish_hz: expected > 0, got {publish_hz}")
         if not 0.0 <= discard_prob <= 1.0:
             raise ConfigError(f"discard_prob: expected 0..1, got {discard_prob}")
+        if self.max_episodes < -1:
+            raise ConfigError(f"max_episodes: expected >= 0 or -1 (no limit), got "
+                              f"{self.max_episodes}")
         params = OperatorParams(time_limit=None if time_limit < 0 else time_limit,
                                 discard_prob=discard_prob)
         self.seed = seed if seed >= 0 else self.cfg.run.seed
@@ -91,6 +101,7 @@ class ScriptedOperatorNode(Node):
         self._waiting_logged = False
         self.steps = 0
         self.marks = {m: 0 for m in MARK_NAMES if m != MARK_NONE}
+        self.retired = False  # kept max_episodes episodes: hands off the device
 
         self.twist_pub = self.create_publisher(Twist, twist_topic, DEVICE_QOS) \
             if self.spacenav else None
@@ -160,7 +171,19 @@ class ScriptedOperatorNode(Node):
         ep = int(ts.episode_id)
         if ep != self._episode:
             self._episode = ep
-            self.op.reset(np.asarray(ts.goal, dtype=float))
+            kept = self.marks[MARK_SUCCESS] + self.marks[MARK_FAILURE]
+            if 0 <= self.max_episodes <= kept and not self.retired:
+                self.retired = True
+                self.get_logger().info(f"kept {kept} episode(s) (max_episodes "
+                                       f"{self.max_episodes}): hands off the device")
+            if not self.retired:
+                self.op.reset(np.asarray(ts.goal, dtype=float))
+        if self.retired:
+            # A person who has recorded their share: the device stays live but untouched, so
+            # the arm holds still and the episode it is in never gets a mark (never stored).
+            self._last = self.op.idle()
+            self.publish(self._last)
+            return
         before = self.op.done
         cmd = self.op.step(self.kin.ee_position(self._q))
         self.steps += 1

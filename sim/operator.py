@@ -203,6 +203,11 @@ class ScriptedOperator:
             b[self.mapping.mark_buttons[mark]] = 1
         return tuple(b)
 
+    def idle(self) -> DeviceCommand:
+        """Hands off the device: no deflection, no button pressed (the deadman released)."""
+        return DeviceCommand(np.zeros(self.n_axes), self._buttons(False, MARK_NONE), False,
+                             MARK_NONE, "done")
+
     def step(self, ee_pos) -> DeviceCommand:
         """What the device reports this control period, given the end-effector position now."""
         p, r = self.params, self.rng

@@ -115,20 +115,22 @@ def test_takeover_is_stored_as_intervention_and_policy_resumes(ros_process, diag
 
 
 def test_robot_rl_up_records_n_demo_episodes_and_stops(ros_process, tmp_path):
-    """``robot-rl up sim --demos --scripted-operator --max-demo-episodes 2``: the runner stops
-    the graph once the replay node has stored two whole demo episodes; exit status 0."""
+    """``robot-rl up sim --demos --scripted-operator --robots 2 --max-demo-episodes 3``: the
+    two operators keep 2 + 1 episodes, the runner stops the graph once the replay node has
+    stored them, and the store holds exactly 3 whole demo episodes; exit status 0."""
     import sys
 
     robot_rl = str(Path(sys.executable).parent / "robot-rl")
     runner = ros_process([robot_rl, "up", "sim", "--demos", "--scripted-operator", "--robots",
-                          "1", "--name", "d", "--max-demo-episodes", "2", "--max-time", "150",
+                          "2", "--name", "d", "--max-demo-episodes", "3", "--max-time", "150",
                           "--progress-every", "1", f"run.root={tmp_path}",
                           "task.action_mode=ee_velocity", "safety.ee_speed_max=0.55"],
                          name="runner")
     assert runner.wait(200) == 0, runner.tail(30)
-    assert "stopping (--max-demo-episodes 2 reached (" in runner.output, runner.tail(30)
-    assert "demo episodes stored 2" in runner.output or "demo episodes stored 3" in runner.output
+    assert "stopping (--max-demo-episodes 3 reached (" in runner.output, runner.tail(30)
+    assert "demo episodes stored 3" in runner.output, runner.tail(30)
     r = ReplayReader(tmp_path / "d" / "replay.zarr")
     cols = r.read(0, len(r))
     assert np.all(cols["source"] == 1)
-    assert len(np.unique(cols["episode_id"])) >= 2
+    episodes = set(zip(cols["robot_id"].tolist(), cols["episode_id"].tolist()))
+    assert len(episodes) == 3 and {rid for rid, _ in episodes} == {0, 1}

@@ -207,3 +207,20 @@ def test_demos_plan_runs_in_real_time_with_teleop_and_operator(tmp_path):
     assert all(a.parameters["mode"] == "demos" for a in actors)
     with pytest.raises(ValueError, match="operator"):
         plan_run("robot", cfg, operator=True)
+    assert all("max_episodes" not in s.parameters for s in plan.nodes)
+
+
+@pytest.mark.parametrize("n,robots,quotas", [(5, 2, [3, 2]), (20, 3, [7, 7, 6]), (1, 2, [1, 0]),
+                                             (4, 1, [4])])
+def test_scripted_operators_split_the_demo_episodes(tmp_path, n, robots, quotas):
+    """--max-demo-episodes N with scripted operators: they keep exactly N between them (two
+    robots finishing at once would otherwise store one more than asked)."""
+    cfg = load_config(None, [f"run.root={tmp_path}", "run.name=d"])
+    plan = plan_run("sim", cfg, robots=robots, learner=False, demos=True, operator=True,
+                    operator_episodes=n)
+    ops = [s for s in plan.nodes if s.role == "operator"]
+    assert [s.parameters["max_episodes"] for s in ops] == quotas and sum(quotas) == n
+    for bad, operator in ((0, True), (3, False)):
+        with pytest.raises(ValueError, match="operator_episodes"):
+            plan_run("sim", cfg, robots=2, learner=False, demos=True, operator=operator,
+                     operator_episodes=bad)
