@@ -21,8 +21,8 @@ device state every ``1 / publish_hz`` s, as the spacenav driver does while the p
 the teleop node sees a live device. Stopping this node is a person walking away: the device
 goes silent and the teleop node reports the input lost (deadman false).
 
-It starts its first episode once something reads its device topic (the teleop node), and it
-does not reset episodes: the actor does that (or the test that drives it). With
+It starts its first episode once something reads its device topic (the teleop node) and
+something reads the teleop node's output (the actor), and it does not reset episodes: the actor does that (or the test that drives it). With
 ``max_episodes`` >= 0 it keeps that many episodes (marked success or failure) and then takes
 its hands off the device for good, so a recording with several robots stores exactly the
 number asked for (``robot-rl up --demos --scripted-operator --max-demo-episodes N`` splits N
@@ -71,6 +71,8 @@ class ScriptedOperatorNode(Node):
                       "joy)") or DEFAULT_JOY_TOPIC[inp]
         js_topic = P("joint_states_topic", graph.JOINT_STATES_TOPIC, "robot joint states")
         ts_topic = P("task_state_topic", graph.TASK_STATE_TOPIC, "task state (goal, episode)")
+        self.teleop_topic = P("teleop_topic", graph.TELEOP_TOPIC, "the teleop node's output: "
+                              "the first episode waits for its reader (the actor)")
         if self.trigger not in ("state", "timer"):
             raise ConfigError(f"trigger: expected 'state' or 'timer', got {self.trigger!r}")
         if publish_hz <= 0:
@@ -161,11 +163,15 @@ class ScriptedOperatorNode(Node):
         ts = self._ts
         if len(ts.goal) != 3 or not np.all(np.isfinite(self._q)):
             return
-        if self._episode is None and self.joy_pub.get_subscription_count() == 0:
-            # Nobody reads the device yet (the teleop node is starting or not discovered):
-            # a person would not start an episode with the device unplugged.
+        if self._episode is None and (self.joy_pub.get_subscription_count() == 0
+                                      or self.count_subscribers(self.teleop_topic) == 0):
+            # Nobody reads the device yet, or nobody acts on it (the teleop node or the actor
+            # is starting or not discovered): a person would not start an episode with the
+            # device unplugged, and an episode marked before the actor is up is never stored
+            # (it would count against max_episodes).
             if not self._waiting_logged:
-                self.get_logger().info(f"waiting for a reader of {self.joy_pub.topic_name}")
+                self.get_logger().info(f"waiting for a reader of {self.joy_pub.topic_name} and "
+                                       f"of {self.resolve_topic_name(self.teleop_topic)}")
                 self._waiting_logged = True
             return
         ep = int(ts.episode_id)
