@@ -56,6 +56,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from robot_rl.runner import _child_setup  # noqa: E402  (after the path)
+
 
 def _meta() -> dict[str, Any]:
     try:
@@ -97,8 +99,11 @@ class Graph:
                 cmd = ["nice", "-n", str(spec.nice)] + cmd
             if spec.rt_priority:
                 cmd = ["chrt", "-f", str(spec.rt_priority)] + cmd
+            # PR_SET_PDEATHSIG: a node dies with the bench (a killed bench left the graph
+            # running, at SCHED_FIFO in the --rt cases)
             self.procs.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                      env=env, start_new_session=True)))
+                                                      env=env, start_new_session=True,
+                                                      preexec_fn=_child_setup(0))))
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds each node's process has used so far, by node name."""
@@ -375,7 +380,8 @@ def run_ingest(root: Path, rows: int, window: int, sessions: int) -> dict[str, A
     spec = plan.nodes[0]
     log = open(plan.log_file(spec), "a")
     replay = subprocess.Popen(plan.command(spec), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                              start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                              preexec_fn=_child_setup(0))
     try:
         out = subprocess.run([sys.executable, "-c", INGEST_PUBLISHER, str(rows), str(window),
                               str(sessions)], capture_output=True, text=True, timeout=600)
@@ -424,6 +430,8 @@ def main(argv=None) -> int:
         args.robots, args.duration, args.warmup = 1, 3.0, 1.0
         args.ingest_rows, args.ingest_window = 4000, 2000
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    # SIGTERM stops the graph like Ctrl-C: SystemExit runs every part's `finally` (graph.stop())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - {"lockstep", "latency", "ingest"}
     if unknown:
