@@ -610,7 +610,10 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. task.reward=sparse")
+            hint = (" (a configuration file goes after --config)"
+                    if item.endswith((".yaml", ".yml")) else "")
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. task.reward=sparse"
+                              f"{hint}")
         key, raw = item.split("=", 1)
         key = key.strip()
         if not key:

@@ -94,8 +94,11 @@ def test_yaml_round_trip_and_overrides(tmp_path):
     f.write_text(cfg.to_yaml())
     assert load_config(f) == cfg
     assert parse_overrides(["a.b=1", "a.c=[1, 2]"]) == {"a": {"b": 1, "c": [1, 2]}}
-    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+    with pytest.raises(ConfigError, match="expected KEY=VALUE") as e:
         parse_overrides(["task.reward"])
+    assert "--config" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"c\.yaml'.*goes after --config"):
+        parse_overrides(["c.yaml"])
 
 
 def test_every_field_is_documented():
