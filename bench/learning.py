@@ -32,6 +32,7 @@ per arm: final success (mean, min-max), env steps to 95% / 90% (first evaluation
     python bench/learning.py --arm td3 sb3_td3              # seed by seed, both arms
     python bench/learning.py --all                          # every arm, every seed (hours on 2 cores)
     python bench/learning.py --summary                      # the table for docs/results.md
+    python bench/learning.py --compare td3_ee sb3_td3_ee    # per seed, with permutation p-values
     python bench/learning.py --plot docs/x.png --group td3_ee sb3_td3_ee --group svg0
 """
 from __future__ import annotations
@@ -39,6 +40,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import sys
 import time
@@ -267,6 +269,84 @@ def summary(root: str) -> list[dict[str, Any]]:
     return out
 
 
+def permutation_p(x: list[float], y: list[float], *, exact_limit: int = 200_000,
+                  n_random: int = 100_000, seed: int = 0) -> dict[str, Any]:
+    """Two-sided permutation test of the Mann-Whitney statistic between samples ``x`` and ``y``.
+
+    ``U = sum over pairs [x_i > y_j] + 1/2 [x_i = y_j]`` (from the pooled mid-ranks, so ties count
+    half); the p-value is the share of the ways to split the pooled values into groups of
+    ``len(x)`` and ``len(y)`` whose ``|U - nm/2|`` is at least the observed one. Every split when
+    there are at most ``exact_limit`` (``"exact"``), else ``n_random`` seeded random ones
+    (``"random"``). Values may be ``inf`` (a run that never got there: ranked after all others).
+    """
+    import itertools
+    import math
+
+    import numpy as np
+
+    n, m = len(x), len(y)
+    if n < 1 or m < 1:
+        raise ValueError(f"permutation_p: both samples need a value, got {n} and {m}")
+    pooled = np.asarray(list(x) + list(y), dtype=float)
+    order = np.argsort(pooled, kind="stable")
+    ranks = np.empty(n + m)
+    ranks[order] = np.arange(1, n + m + 1)
+    for v in np.unique(pooled):  # mid-ranks for ties (inf ties with inf)
+        tie = pooled == v
+        ranks[tie] = ranks[tie].mean()
+    offset = n * (n + 1) / 2
+
+    def dev(rank_sum: np.ndarray | float) -> np.ndarray | float:
+        return np.abs(rank_sum - offset - n * m / 2)
+
+    observed = float(ranks[:n].sum() - offset)
+    d0 = dev(ranks[:n].sum()) - 1e-9
+    total = math.comb(n + m, n)
+    if total <= exact_limit:
+        sums = np.fromiter((ranks[list(c)].sum() for c in itertools.combinations(range(n + m), n)),
+                           float, total)
+        p, method, count = float((dev(sums) >= d0).mean()), "exact", total
+    else:
+        rng = np.random.default_rng(seed)
+        idx = rng.permuted(np.tile(np.arange(n + m), (n_random, 1)), axis=1)[:, :n]
+        p, method, count = float((dev(ranks[idx].sum(1)) >= d0).mean()), "random", n_random
+    return {"u": observed, "p": p, "method": method, "splits": count}
+
+
+def compare(root: str, a: str, b: str) -> dict[str, Any]:
+    """Arm ``a`` against arm ``b`` over their finished runs: per seed the env steps to 95 % and to
+    90 % (``None``: never within the budget) and the mean success over all evaluations, each with
+    the two-sided permutation p-value of :func:`permutation_p`."""
+    per: dict[str, dict[str, list]] = {}
+    for arm in (a, b):
+        budget = ARMS[arm]["budget"]
+        cols: dict[str, list] = {"seeds": [], "steps_to_95": [], "steps_to_90": [],
+                                 "mean_success": [], "final_success": []}
+        for seed, pts in sorted(_curves(root, arm).items()):
+            if pts[-1][0] < budget:  # unfinished
+                continue
+            cols["seeds"].append(seed)
+            for key, thr in (("steps_to_95", 0.95), ("steps_to_90", 0.90)):
+                cols[key].append(next((x for x, sr in pts if sr >= thr), None))
+            cols["mean_success"].append(statistics.mean(sr for _, sr in pts))
+            cols["final_success"].append(pts[-1][1])
+        per[arm] = cols
+    out: dict[str, Any] = {"compare": [a, b], "seeds": {arm: per[arm]["seeds"] for arm in (a, b)}}
+    for key in ("steps_to_95", "steps_to_90", "mean_success", "final_success"):
+        xs = [[math.inf if v is None else v for v in per[arm][key]] for arm in (a, b)]
+        row: dict[str, Any] = {}
+        for arm in (a, b):
+            vals = [v for v in per[arm][key] if v is not None]
+            med = statistics.median(xs[(a, b).index(arm)]) if xs[(a, b).index(arm)] else None
+            row[arm] = {"per_seed": per[arm][key], "mean": statistics.mean(vals) if vals else None,
+                        "median": None if med is None or math.isinf(med) else med,
+                        "reached": len(vals)}
+        if xs[0] and xs[1]:
+            row.update(permutation_p(xs[0], xs[1]))
+        out[key] = row
+    return out
+
+
 def _curves(root: str, arm: str) -> dict[int, list[tuple[int, float]]]:
     """``{seed: [(env_steps, success_rate), ...]}`` of an arm's finished or running seeds."""
     out = {}
@@ -323,10 +403,15 @@ def main() -> None:
                     help="default: each arm's seeds (0 1 2; the push arms 0 1)")
     ap.add_argument("--root", default="runs/learning")
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--compare", nargs=2, metavar="ARM", choices=sorted(ARMS),
+                    help="two arms' finished runs side by side, with permutation p-values")
     ap.add_argument("--plot", metavar="PNG", help="draw the curves of --group ... into PNG")
     ap.add_argument("--group", nargs="+", action="append", choices=sorted(ARMS), default=None,
                     help="arms drawn in one panel (repeat for more panels)")
     args = ap.parse_args()
+    if args.compare:
+        print(json.dumps(compare(args.root, *args.compare), indent=1))
+        return
     if args.summary:
         for row in summary(args.root):
             print(json.dumps(row))

@@ -80,3 +80,44 @@ def test_summary_counts_only_runs_that_reached_the_budget(bench, tmp_path):
     assert row["steps_to_90"] == {"mean": budget / 2, "min": budget // 2, "max": budget // 2,
                                   "n": 2, "reached": 2}
     assert row["steps_to_95"]["reached"] == 1 and row["wall_s"]["max"] == budget / 100
+
+
+def test_permutation_p_written_out(bench):
+    # completely separated 3 vs 3: U = 0, and 2 of the C(6, 3) = 20 splits are as extreme
+    r = bench.permutation_p([1, 2, 3], [4, 5, 6])
+    assert (r["u"], r["p"], r["method"], r["splits"]) == (0.0, 0.1, "exact", 20)
+    # session 7's TD3 vs SB3 steps to 95 % (one run never got there: inf, ranked last);
+    # ties count half: U = 17.5 of 25, and 84 of the 252 splits are as far from 12.5
+    r = bench.permutation_p([26, 26, 26, float("inf"), 28], [18, 30, 22, 14, 28])
+    assert r["u"] == 17.5 and r["splits"] == 252 and r["p"] == pytest.approx(84 / 252)
+    # identical samples: every split is at least as extreme
+    assert bench.permutation_p([1, 1], [1, 1])["p"] == 1.0
+    # the random path agrees with the exact one (seeded; 3 sigma of 100k draws is 0.003)
+    mc = bench.permutation_p([1, 2, 3], [4, 5, 6], exact_limit=0)
+    assert mc["method"] == "random" and mc["p"] == pytest.approx(0.1, abs=0.003)
+    with pytest.raises(ValueError, match="both samples"):
+        bench.permutation_p([], [1.0])
+
+
+def test_compare_reads_finished_runs(bench, tmp_path):
+    budget = bench.ARMS["td3_ee"]["budget"]
+
+    def run(arm, seed, rates, last=budget):
+        d = tmp_path / f"{arm}_s{seed}"
+        d.mkdir()
+        steps = [last * (i + 1) // len(rates) for i in range(len(rates))]
+        (d / "eval.csv").write_text("env_steps,success_rate\n" + "".join(
+            f"{x},{r}\n" for x, r in zip(steps, rates)))
+
+    run("td3_ee", 0, [0.5, 0.96, 1.0])
+    run("td3_ee", 1, [0.2, 0.5, 0.9])           # never 95 %
+    run("sb3_td3_ee", 0, [0.95, 1.0, 1.0])
+    run("sb3_td3_ee", 1, [0.1, 0.2], last=4000)  # unfinished: left out
+    out = bench.compare(str(tmp_path), "td3_ee", "sb3_td3_ee")
+    assert out["seeds"] == {"td3_ee": [0, 1], "sb3_td3_ee": [0]}
+    s95 = out["steps_to_95"]
+    assert s95["td3_ee"]["per_seed"] == [20000, None] and s95["td3_ee"]["reached"] == 1
+    assert s95["td3_ee"]["mean"] == 20000 and s95["td3_ee"]["median"] is None
+    assert s95["sb3_td3_ee"]["per_seed"] == [10000] and s95["sb3_td3_ee"]["median"] == 10000
+    assert s95["u"] == 2.0 and s95["p"] == pytest.approx(2 / 3)
+    assert out["mean_success"]["td3_ee"]["per_seed"] == pytest.approx([2.46 / 3, 1.6 / 3])
