@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from robot_rl.runner import _child_setup  # noqa: E402  (after the path)
+
 ROBOT_RL = str(Path(sys.executable).parent / "robot-rl")
 
 BUDGET = 12_000  # env steps of training (both robots together); the first experiment's budget
@@ -67,7 +71,9 @@ def _run(cmd: list[str], log: Path) -> int:
     with open(log, "a") as f:
         f.write(f"\n$ {' '.join(cmd)}\n")
         f.flush()
-        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        # PR_SET_PDEATHSIG: a killed bench stops its `robot-rl up` (which stops its nodes)
+        return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO,
+                              preexec_fn=_child_setup(0)).returncode
 
 
 def _online_rows(run_dir: Path) -> tuple[int, int, int]:
