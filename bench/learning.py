@@ -12,6 +12,7 @@ steps on the same 50 seeded episodes, seeds 1_000_000..1_000_049):
 * ``ddpgfd``     robot_rl DDPGfD (twin critics) on sparse reach with 10 scripted demo episodes
 * ``ddpg_nodemo`` the same learner on sparse reach with no demo rows in the buffer at all
 * ``ddpgfd_clip`` / ``ddpg_nodemo_clip``  the same pair with TD targets clipped to [-100, 0]
+* ``ddpgfd_clip_20k`` / ``ddpg_nodemo_clip_20k``  that pair at 20k env steps on seeds 3, 4, 5
 * ``push_demos``  issue 7: DDPGfD with clipped double-Q on sparse push (100-step episodes,
                  ee_velocity actions), 20 scripted pusher demo episodes; 100k env steps, 2 seeds
 * ``push_nodemo`` the same training with no demo rows at all
@@ -104,6 +105,15 @@ ARMS: dict[str, dict[str, Any]] = {
                                                     "agent.target_clip=[-100, 0]"]},
     "ddpg_nodemo_clip": {"budget": 40_000, "overrides": [*SPARSE_REACH,
                                                          "agent.target_clip=[-100, 0]"]},
+    # session 7, fixed before either ran, on fresh seeds (3, 4, 5): the clipped pair at 20k
+    # env steps. At 40k (above) the demo arm was at 100 % in every seed but clipping let the
+    # no-demo arm start learning after 22-24k (35 %, 0-66, at 40k), so the issue's "< 30 % at the
+    # same budget" held only up to 24k there. 20k is chosen from those seeds' curves (demos >= 90
+    # % by 12k, no demos < 30 % through 24k); the new seeds test whether that holds
+    "ddpgfd_clip_20k": {"budget": 20_000, "seeds": (3, 4, 5), "overrides": [
+        *SPARSE_REACH, "run.demo_episodes=10", "agent.target_clip=[-100, 0]"]},
+    "ddpg_nodemo_clip_20k": {"budget": 20_000, "seeds": (3, 4, 5), "overrides": [
+        *SPARSE_REACH, "agent.target_clip=[-100, 0]"]},
     # issue 7, fixed in session 3 before any push run: DDPGfD with twin critics (the graph's
     # single-critic DDPGfD collapsed on sparse reach, docs/results.md), 5-step returns,
     # prioritized replay, critic L2, BC with the Q-filter; evaluation every 10k env steps

@@ -26,7 +26,8 @@ def test_every_arm_resolves(bench):
 
 @pytest.mark.parametrize("demos,nodemo", [("ddpgfd", "ddpg_nodemo"), ("push_demos", "push_nodemo"),
                                           ("ddpgfd_clip", "ddpg_nodemo_clip"),
-                                          ("push_demos_v2", "push_nodemo_v2")])
+                                          ("push_demos_v2", "push_nodemo_v2"),
+                                          ("ddpgfd_clip_20k", "ddpg_nodemo_clip_20k")])
 def test_demo_arms_differ_only_by_the_demos(bench, demos, nodemo):
     a = _cfg(bench, demos).model_dump(mode="json")
     b = _cfg(bench, nodemo).model_dump(mode="json")
