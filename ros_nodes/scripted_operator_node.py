@@ -22,11 +22,11 @@ the teleop node sees a live device. Stopping this node is a person walking away:
 goes silent and the teleop node reports the input lost (deadman false).
 
 It starts its first episode once something reads its device topic (the teleop node) and
-something reads the teleop node's output (the actor), and it does not reset episodes: the actor does that (or the test that drives it). With
-``max_episodes`` >= 0 it keeps that many episodes (marked success or failure) and then takes
-its hands off the device for good, so a recording with several robots stores exactly the
-number asked for (``robot-rl up --demos --scripted-operator --max-demo-episodes N`` splits N
-over the robots' operators).
+something reads the teleop node's output (the actor), and it does not reset episodes: the actor
+does that (or the test that drives it). With ``max_episodes`` >= 0 it keeps that many
+episodes (marked success or failure) and then takes its hands off the device for good, so a
+recording with several robots stores exactly the number asked for (``robot-rl up --demos
+--scripted-operator --max-demo-episodes N`` splits N over the robots' operators).
 """
 from __future__ import annotations
 

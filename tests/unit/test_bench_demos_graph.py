@@ -1,21 +1,15 @@
 """bench/demos_graph.py's read-back: the summary table and the plot, on run directories written
 here in its layout (done.json + eval.csv), with written-out numbers."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.unit
 
 
-@pytest.fixture(scope="module")
-def dg():
-    spec = importlib.util.spec_from_file_location(
-        "bench_demos_graph", Path(__file__).resolve().parents[2] / "bench" / "demos_graph.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+@pytest.fixture
+def dg(bench_demos_graph):
+    return bench_demos_graph
 
 
 def _run(root, name, successes, budget=6000, demo=(0, 0)):
