@@ -65,6 +65,8 @@ def run_node(make_node, name: str, args=None) -> int:
     """The ``main()`` of every node: init, build, spin until Ctrl-C or shutdown, clean up.
 
     A bad configuration (``ConfigError``, which names the parameter) exits with status 2.
+    Every node it builds refuses run-time parameter changes it would not apply
+    (:func:`robot_rl.ros_nodes.params.refuse_runtime_changes`).
     """
     import sys
 
@@ -72,6 +74,7 @@ def run_node(make_node, name: str, args=None) -> int:
     from rclpy.executors import ExternalShutdownException
 
     from robot_rl.config import ConfigError
+    from robot_rl.ros_nodes.params import refuse_runtime_changes
 
     import signal
 
@@ -85,6 +88,9 @@ def run_node(make_node, name: str, args=None) -> int:
     node = None
     try:
         node = make_node()
+        # Usually already installed by declare_config; this covers a node that declares its
+        # parameters without it. Idempotent.
+        refuse_runtime_changes(node)
         spin(make_executor(), node)
     except ConfigError as e:
         print(f"{name}: {e}", file=sys.stderr)
