@@ -286,6 +286,12 @@ class SafetyConfig(_Section):
     estop_file: str | None = Field(
         None, description="where the latched e-stop state persists (default: under the run dir)"
     )
+    missed_period_safe: bool = Field(
+        True, description="cap the acceleration at J*dt per joint, so that an output period the "
+        "node misses (the driver then samples one command twice, i.e. zero acceleration for a "
+        "period) cannot break the jerk limit as the driver sees it; binds only where J*dt < A "
+        "(output rates above ~500 Hz for the Panda: at 1 kHz it halves the acceleration)"
+    )
 
 
 # --------------------------------------------------------------------------- agent

@@ -410,7 +410,10 @@ class SafetyParams:
         """Numbers for ``profile`` under ``config``.
 
         The output rate is ``output_hz`` if given, else ``config.output_hz``, else ``control_hz``;
-        the watchdog timeout is ``config.watchdog_timeout`` or two control periods.
+        the watchdog timeout is ``config.watchdog_timeout`` or two control periods. With
+        ``config.missed_period_safe`` the acceleration limit is ``min(A, J dt)``: a period the
+        node misses is seen by the driver as one of zero acceleration, and only accelerations
+        within ``J dt`` may jump to and from zero inside the jerk limit.
         """
         if not (isinstance(control_hz, (int, float)) and math.isfinite(control_hz)
                 and control_hz > 0):
@@ -422,12 +425,19 @@ class SafetyParams:
         s = config.limit_scale
         m = config.position_margin
         wd = config.watchdog_timeout if config.watchdog_timeout is not None else 2.0 / control_hz
+        dt = 1.0 / float(rate)
+        a_max = s * np.asarray(lim.ddq_max, dtype=float)
+        j_max = s * np.asarray(lim.dddq_max, dtype=float)
+        if getattr(config, "missed_period_safe", False):
+            # A missed output period is a period of zero acceleration as the driver samples
+            # it; with |a| <= J dt the jump to and from it stays inside the jerk limit.
+            a_max = np.minimum(a_max, j_max * dt)
         return cls(
             joint_names=tuple(profile.joint_names),
-            dt=1.0 / float(rate),
+            dt=dt,
             v_max=s * np.asarray(lim.dq_max, dtype=float),
-            a_max=s * np.asarray(lim.ddq_max, dtype=float),
-            j_max=s * np.asarray(lim.dddq_max, dtype=float),
+            a_max=a_max,
+            j_max=j_max,
             q_lower=np.asarray(lim.q_min, dtype=float) + m,
             q_upper=np.asarray(lim.q_max, dtype=float) - m,
             workspace_low=np.asarray(config.workspace.low, dtype=float),

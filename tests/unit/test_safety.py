@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robot_rl.config import Box3, RobotProfile, SafetyConfig
+from robot_rl.config import Box3, RobotProfile, SafetyConfig as _SafetyConfig
 from robot_rl.safety import (
     RULES,
     Rule,
@@ -39,6 +39,13 @@ from robot_rl.safety import (
 )
 
 pytestmark = pytest.mark.unit
+
+
+def SafetyConfig(**kw) -> _SafetyConfig:  # noqa: N802 - stands in for the config class
+    """These tests exercise the full jerk-ramp maths, so the cap A <= J dt of
+    ``missed_period_safe`` (which removes the ramp above ~500 Hz) is off unless a test asks."""
+    kw.setdefault("missed_period_safe", False)
+    return _SafetyConfig(**kw)
 
 REPO = Path(__file__).resolve().parents[2]
 HOME = np.array([0.0, -0.7854, 0.0, -2.3562, 0.0, 1.5708, 0.7854])
@@ -509,3 +516,35 @@ def test_watchdog_counts_from_the_proposals_arrival():
     assert rep.rules & Rule.WATCHDOG
     with pytest.raises(ValueError, match="proposal_time"):
         f.step(2.0, [0.0] * 7, q=q, proposal_time=2.5)
+
+
+def test_missed_period_safe_caps_acceleration_at_jerk_times_dt():
+    """Default config: A <= J dt, so a missed period (zero acceleration as the driver samples
+    it) cannot break the jerk limit. Panda at 0.9 scale, 1 kHz: J dt = A / 2 for every joint;
+    at 20 Hz J dt >> A and nothing changes."""
+    prof = RobotProfile(name="panda")
+    p1k = SafetyParams.from_config(prof, _SafetyConfig(output_hz=1000), control_hz=20)
+    assert p1k.a_max.tolist() == pytest.approx([6.75, 3.375, 4.5, 5.625, 6.75, 9.0, 9.0])
+    assert (p1k.a_max <= p1k.tau).all() and (p1k.ramp == 0.0).all()
+    p20 = SafetyParams.from_config(prof, _SafetyConfig(), control_hz=20)
+    assert p20.a_max.tolist() == pytest.approx([13.5, 6.75, 9.0, 11.25, 13.5, 18.0, 18.0])
+    off = SafetyParams.from_config(prof, _SafetyConfig(output_hz=1000, missed_period_safe=False),
+                                   control_hz=20)
+    assert off.a_max.tolist() == pytest.approx(p20.a_max.tolist())
+    # Driver view with a missed period: outputs v_1..v_k, then v_k again, then on. Every
+    # sampled acceleration change stays within J dt.
+    f = SafetyFilter(prof, _SafetyConfig(output_hz=1000, ee_speed_max=None,
+                                         workspace_enabled=False), control_hz=20)
+    dt = 1e-3
+    target = np.full(7, 1.0)
+    samples = []
+    for k in range(60):
+        cmd, _ = f.step(k * dt, target if k == 0 else None, proposal_time=0.0)
+        samples.append(cmd)
+        if k in (5, 17, 30):  # the node missed the next period: the driver holds the value
+            samples.append(cmd)
+    v = np.array(samples)
+    acc = np.diff(v, axis=0) / dt
+    jerk = np.diff(acc, axis=0) / dt
+    assert (np.abs(acc) <= p1k.a_max * (1 + 1e-9)).all()
+    assert (np.abs(jerk) <= p1k.j_max * (1 + 1e-9)).all()

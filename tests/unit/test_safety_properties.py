@@ -27,10 +27,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from robot_rl.config import RobotProfile, SafetyConfig
+from robot_rl.config import RobotProfile, SafetyConfig as _SafetyConfig
+
 from robot_rl.safety import Rule, SafetyCore, ramp_gain
 
 pytestmark = pytest.mark.unit
+
+
+def SafetyConfig(**kw) -> _SafetyConfig:  # noqa: N802 - stands in for the config class
+    """These tests exercise the full jerk-ramp maths, so the cap A <= J dt of
+    ``missed_period_safe`` (which removes the ramp above ~500 Hz) is off unless a test asks."""
+    kw.setdefault("missed_period_safe", False)
+    return _SafetyConfig(**kw)
 
 HOME = np.array([0.0, -0.7854, 0.0, -2.3562, 0.0, 1.5708, 0.7854])
 RATES = (20.0, 100.0, 1000.0)
