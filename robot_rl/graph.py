@@ -226,6 +226,8 @@ def build_graph(kind: GraphKind, *, config_file: str | Path, num_robots: int = 1
             # A sim robot's e-stop lives with its run (see sim_estop_files); a real arm's
             # in ~/.robot_rl/estop/, per robot and across runs.
             sp["safety.estop_file"] = str(sim_estop_file(run_dir, n))
+        if kind == "robot":
+            sp["sim.clock"] = "realtime"  # whatever the config file says: a real arm
         nodes.append(NodeSpec("safety", "safety_node", "safety_node", n, sp, robot_id=i,
                               rt_priority=rt_priority))
         # The sim publishes joint and task state together once per period ("state" trigger);

@@ -207,6 +207,12 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
                          "or pass --resume to continue it")
     if resume and not marker:
         raise ValueError(f"--resume: {rd} holds no run to resume (no {', '.join(RUN_MARKERS)})")
+    if kind == "robot" and cfg.sim.clock != "realtime":
+        # Lockstep is the simulator's clock; a real arm's driver streams joint states in real
+        # time, and the safety node's watchdog must run on the wall clock.
+        data = cfg.model_dump(mode="json")
+        data["sim"]["clock"] = "realtime"
+        cfg = config_from_dict(data, source="robot graph (real time)")
     if demos and cfg.sim.clock != "realtime" and kind == "sim":
         # An operator (person or scripted) drives at the pace of the world, not of lockstep.
         data = cfg.model_dump(mode="json")

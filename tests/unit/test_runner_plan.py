@@ -224,3 +224,25 @@ def test_scripted_operators_split_the_demo_episodes(tmp_path, n, robots, quotas)
         with pytest.raises(ValueError, match="operator_episodes"):
             plan_run("sim", cfg, robots=2, learner=False, demos=True, operator=operator,
                      operator_episodes=bad)
+
+
+def test_robot_graph_runs_in_real_time_whatever_the_config_says(tmp_path):
+    """Issue 15, defect 1: the default config's sim.clock is lockstep (the sim's clock); a real
+    arm's safety node must run its watchdog on the wall clock. The run's config.yaml says so,
+    and the safety node's own parameter pins it even if a config file says lockstep."""
+    import yaml
+
+    cfg = load_config(None, [f"run.root={tmp_path}"])
+    assert cfg.sim.clock == "lockstep"  # the default the robot graph must not inherit
+    plan = plan_run("robot", cfg)
+    assert plan.cfg.sim.clock == "realtime"
+    safety = [n for n in plan.nodes if n.role == "safety"]
+    assert safety and all(n.parameters["sim.clock"] == "realtime" for n in safety)
+    assert plan_run("sim", load_config(None, [f"run.root={tmp_path}"])).cfg.sim.clock == \
+        "lockstep"  # the sim graph keeps its fast clock
+    # The shipped parameter file of the README's `safety_node --params-file` command too.
+    from pathlib import Path
+
+    shipped = yaml.safe_load((Path(__file__).resolve().parents[2] / "launch" / "config"
+                              / "safety.yaml").read_text())
+    assert shipped["/**"]["ros__parameters"]["sim"]["clock"] == "realtime"
