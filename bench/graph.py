@@ -37,26 +37,138 @@ a free one) with discovery on localhost only.
 """
 from __future__ import annotations
 
-import argparse
-import datetime
-import json
-import os
-import platform
 import signal
-import subprocess
 import sys
-import tempfile
-import threading
-import time
-from pathlib import Path
-from typing import Any
 
-import numpy as np
+# ------------------------------------------------------------------ stop signals, first of all
+#
+# SIGTERM, SIGINT and SIGHUP stop the bench: it stops every process it started and exits
+# 128 + the signal's number (143 for SIGTERM), whatever it was doing when the signal came. The
+# handler only records the signal; the bench acts on it at its own check points
+# (check_stop(): every wait and sleep polls it at least every 0.2 s, and every node start).
+# It used to raise SystemExit from the handler, i.e. wherever the main thread happened to be,
+# and what became of that exception depended on the moment: inside rclpy's pybind11 module
+# init (the import right after the graph's nodes start) it turned into "ImportError:
+# initialization failed" (exit 1) or a C++ std::terminate (abort); in the middle of
+# Graph.stop() it left nodes writing into the temporary directory as it was removed (exit 1);
+# before the handler was installed (the imports below) the signal killed the bench outright
+# (-15). The handler is installed here, before any other import; a signal during the
+# interpreter's own start-up, before this line, still kills it by the default action.
+
+#: The signals that stop the bench; it exits 128 + the number of the first one received.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_stop_signal = 0  # the first stop signal received; 0: none yet
+
+
+class Stopped(BaseException):
+    """Raised by :func:`check_stop` (in the bench's own code, never in a signal handler) once a
+    stop signal has come. A ``BaseException``, so that no ``except Exception`` takes it."""
+
+
+def _record_stop_signal(signum: int, frame: object) -> None:
+    global _stop_signal
+    if not _stop_signal:
+        _stop_signal = signum
+
+
+def check_stop() -> None:
+    """Raise :class:`Stopped` if a stop signal has come."""
+    if _stop_signal:
+        raise Stopped(signal.Signals(_stop_signal).name)
+
+
+if __name__ == "__main__":
+    for _sig in STOP_SIGNALS:
+        signal.signal(_sig, _record_stop_signal)
+
+import argparse  # noqa: E402  (after the handler)
+import datetime  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robot_rl.runner import _child_setup  # noqa: E402  (after the path)
+
+
+def _sleep(seconds: float) -> None:
+    """``time.sleep`` that stops (:class:`Stopped`) within 0.1 s of a stop signal."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        check_stop()
+        time.sleep(min(0.1, left))
+    check_stop()
+
+
+# ------------------------------------------------------------------ the processes it starts
+
+#: Every process the bench started, oldest first: stop_children() stops what is still running.
+_CHILDREN: list[subprocess.Popen] = []
+
+
+def _preexec(parent: int):
+    """A started process's ``preexec_fn``: the default action for the stop signals (the
+    bench's recording handler must not swallow PR_SET_PDEATHSIG's SIGTERM between here and
+    exec), then the runner's set-up (PR_SET_PDEATHSIG), then: had the bench already died
+    before PR_SET_PDEATHSIG was set, no signal will come, so exit now."""
+    setup = _child_setup(0)
+
+    def preexec() -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        setup()
+        if os.getppid() != parent:
+            os._exit(128 + signal.SIGTERM)
+
+    return preexec
+
+
+def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen:
+    """Start ``cmd`` in its own session (process group), dying with the bench, and remember it
+    for :func:`stop_children`. Nothing starts once a stop signal has come."""
+    check_stop()
+    proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=_preexec(os.getpid()),
+                            **kwargs)
+    _CHILDREN.append(proc)
+    return proc
+
+
+def _killpg(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float = 15.0) -> None:
+    """SIGINT to each process group still running (last started first), SIGKILL to whatever
+    is left after ``timeout`` s; returns when all have exited. Never raises :class:`Stopped`
+    (the handler does not raise): a stop signal now does not cut a stop short."""
+    live = [p for p in reversed(procs) if p.poll() is None]
+    for p in live:
+        _killpg(p, signal.SIGINT)
+    end = time.monotonic() + timeout
+    for p in live:
+        try:
+            p.wait(max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _killpg(p, signal.SIGKILL)
+            p.wait()
+
+
+def stop_children() -> None:
+    """Stop every process the bench started that is still running."""
+    stop_processes(_CHILDREN)
 
 
 def _meta() -> dict[str, Any]:
@@ -101,9 +213,8 @@ class Graph:
                 cmd = ["chrt", "-f", str(spec.rt_priority)] + cmd
             # PR_SET_PDEATHSIG: a node dies with the bench (a killed bench left the graph
             # running, at SCHED_FIFO in the --rt cases)
-            self.procs.append((spec, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                      env=env, start_new_session=True,
-                                                      preexec_fn=_child_setup(0))))
+            self.procs.append((spec, spawn(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                           env=env)))
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU seconds each node's process has used so far, by node name."""
@@ -125,16 +236,7 @@ class Graph:
                                    f"{self.plan.log_file(spec)}")
 
     def stop(self) -> None:
-        for spec, p in reversed(self.procs):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGINT)
-        end = time.monotonic() + 15
-        for spec, p in self.procs:
-            try:
-                p.wait(max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait()
+        stop_processes([p for _, p in self.procs])
 
 
 class Probe:
@@ -217,6 +319,7 @@ class Probe:
 def _wait(cond, timeout: float, graph: Graph, what: str) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
+        check_stop()
         graph.check_alive()
         if cond():
             return
@@ -247,14 +350,15 @@ def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: f
     if learner and not gate:
         over.append("agent.utd_ratio=20")
     g = Graph(root, name, over, robots=robots, learner=learner, gate=gate)
-    probe = Probe(_namespaces(robots), latency=False)
+    probe = None
     try:
+        probe = Probe(_namespaces(robots), latency=False)
         _wait_running(g, probe, robots, learner)
-        time.sleep(warmup)
+        _sleep(warmup)
         s0, t0 = probe.values("env_steps", "actor_node"), time.monotonic()
         u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
         c0 = g.cpu_seconds()
-        time.sleep(duration)
+        _sleep(duration)
         g.check_alive()
         s1, t1 = probe.values("env_steps", "actor_node"), time.monotonic()
         c1 = g.cpu_seconds()
@@ -278,7 +382,8 @@ def run_lockstep(root: Path, robots: int, learner: bool, gate: bool, duration: f
                 "graph_cores_for_500_steps_per_s": (round(500 * graph_cpu / steps, 2)
                                                     if steps else None)}
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         g.stop()
 
 
@@ -288,14 +393,15 @@ def run_latency(root: Path, robots: int, learner: bool, duration: float,
     over = BASE + ["sim.clock=realtime", "agent.warmup_steps=200", "agent.utd_ratio=20",
                    f"run.rt_priority={rt}"]
     g = Graph(root, name, over, robots=robots, learner=learner)
-    probe = Probe(_namespaces(robots), latency=True)
+    probe = None
     try:
+        probe = Probe(_namespaces(robots), latency=True)
         _wait_running(g, probe, robots, learner)
-        time.sleep(warmup)
+        _sleep(warmup)
         probe.recording = True
         u0 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
         t0 = time.monotonic()
-        time.sleep(duration)
+        _sleep(duration)
         probe.recording = False
         g.check_alive()
         u1 = probe.values("updates", "learner_node").get("/learner_node", 0.0)
@@ -311,7 +417,8 @@ def run_latency(root: Path, robots: int, learner: bool, duration: float,
                 "learner_updates_per_s": (round((u1 - u0) / (time.monotonic() - t0), 1)
                                           if learner else None)}
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         g.stop()
 
 
@@ -379,21 +486,28 @@ def run_ingest(root: Path, rows: int, window: int, sessions: int) -> dict[str, A
     write_run_files(plan, sys.argv)
     spec = plan.nodes[0]
     log = open(plan.log_file(spec), "a")
-    replay = subprocess.Popen(plan.command(spec), stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                              preexec_fn=_child_setup(0))
+    replay = spawn(plan.command(spec), stdout=log, stderr=subprocess.STDOUT,
+                   env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    publisher = None
     try:
-        out = subprocess.run([sys.executable, "-c", INGEST_PUBLISHER, str(rows), str(window),
-                              str(sessions)], capture_output=True, text=True, timeout=600)
-        line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT")), None)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            publisher = spawn([sys.executable, "-c", INGEST_PUBLISHER, str(rows), str(window),
+                               str(sessions)], stdout=out, stderr=err, text=True)
+            end = time.monotonic() + 600
+            while publisher.poll() is None:
+                if time.monotonic() > end:
+                    raise RuntimeError("ingest publisher: no result within 600 s")
+                _sleep(0.1)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        line = next((x for x in stdout.splitlines() if x.startswith("RESULT")), None)
         if line is None:
-            raise RuntimeError(f"ingest publisher failed:\n{out.stdout[-2000:]}\n"
-                               f"{out.stderr[-2000:]}")
+            raise RuntimeError(f"ingest publisher failed:\n{stdout[-2000:]}\n{stderr[-2000:]}")
         _, n, secs, resent = line.split()
         n, secs, resent = int(n), float(secs), int(resent)
     finally:
-        os.killpg(replay.pid, signal.SIGINT)
-        replay.wait(30)
+        stop_processes([replay] + ([publisher] if publisher is not None else []), 30)
     from robot_rl.replay import ReplayReader
 
     r = ReplayReader(plan.run_dir / "replay.zarr")
@@ -430,8 +544,6 @@ def main(argv=None) -> int:
         args.robots, args.duration, args.warmup = 1, 3.0, 1.0
         args.ingest_rows, args.ingest_window = 4000, 2000
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    # SIGTERM stops the graph like Ctrl-C: SystemExit runs every part's `finally` (graph.stop())
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - {"lockstep", "latency", "ingest"}
     if unknown:
@@ -440,24 +552,48 @@ def main(argv=None) -> int:
                            "ros_domain_id": os.environ.get("ROS_DOMAIN_ID", "0")}
     with tempfile.TemporaryDirectory(prefix="robot_rl_graph_bench_") as tmp:
         root = Path(tmp)
-        if "lockstep" in parts:
-            cases = [(False, False, 0), (True, False, 0)] + ([] if args.quick else [
-                (True, True, 0)] + ([(False, False, args.rt), (True, False, args.rt)]
-                                    if args.rt else []))
-            res["lockstep"] = [run_lockstep(root, args.robots, lrn, gate, args.duration,
-                                            args.warmup, rt) for lrn, gate, rt in cases]
-        if "latency" in parts:
-            cases = [(False, 0), (True, 0)] + ([] if args.quick or not args.rt else
-                                               [(False, args.rt), (True, args.rt)])
-            res["latency"] = [run_latency(root, args.robots, lrn, args.duration, args.warmup, rt)
-                              for lrn, rt in cases]
-        if "ingest" in parts:
-            res["ingest"] = run_ingest(root, args.ingest_rows, args.ingest_window,
-                                       args.ingest_sessions)
+        try:
+            if "lockstep" in parts:
+                cases = [(False, False, 0), (True, False, 0)] + ([] if args.quick else [
+                    (True, True, 0)] + ([(False, False, args.rt), (True, False, args.rt)]
+                                        if args.rt else []))
+                res["lockstep"] = [run_lockstep(root, args.robots, lrn, gate, args.duration,
+                                                args.warmup, rt) for lrn, gate, rt in cases]
+            if "latency" in parts:
+                cases = [(False, 0), (True, 0)] + ([] if args.quick or not args.rt else
+                                                   [(False, args.rt), (True, args.rt)])
+                res["latency"] = [run_latency(root, args.robots, lrn, args.duration,
+                                              args.warmup, rt) for lrn, rt in cases]
+            if "ingest" in parts:
+                res["ingest"] = run_ingest(root, args.ingest_rows, args.ingest_window,
+                                           args.ingest_sessions)
+        finally:
+            stop_children()  # before the directory they write into goes
+    check_stop()
     res["load_avg_1m_end"] = os.getloadavg()[0]
     print(json.dumps(res, indent=1))
     return 0
 
 
+def run_script(argv=None) -> int:
+    """:func:`main` as the script runs it. On every path every process the bench started is
+    stopped before it returns; once a stop signal has come -- at any moment, whatever was
+    raised meanwhile -- the exit status is 128 + the signal's number."""
+    try:
+        rc = main(argv)
+    except BaseException as e:
+        stop_children()
+        if not _stop_signal:
+            raise
+        if not isinstance(e, Stopped):  # something else went wrong after the signal came
+            print(f"graph bench: {type(e).__name__}: {e}", file=sys.stderr)
+        rc = 1
+    stop_children()
+    if _stop_signal:
+        print(f"graph bench: stopped by {signal.Signals(_stop_signal).name}", file=sys.stderr)
+        return 128 + _stop_signal
+    return rc
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script())

@@ -80,3 +80,77 @@ def test_a_stopped_bench_takes_its_graph_down(sig, ros_domain_id):
             proc.kill()
         for pid in _graph_nodes(ros_domain_id):
             os.kill(pid, signal.SIGKILL)
+
+
+# Sends this process a SIGTERM at one named moment of the bench's life, found by an audit hook
+# (PEP 578): the moments the signal used to turn into another exit status, or none at all. The
+# bench runs through runpy under it, so its code is the bench's own, unchanged.
+STOP_AT = r'''
+import os, runpy, signal, sys
+
+moment, bench = sys.argv[1], sys.argv[2]
+state = {"armed": False, "spawned": 0, "fired": False}
+
+
+def fire():
+    state["fired"] = True
+    print(f"stop_at: SIGTERM at {moment}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def hook(event, args):
+    if state["fired"]:
+        return
+    if moment == "first_imports" and event == "import" and args[0] == "numpy":
+        fire()                  # the bench's own first imports (before it had a handler)
+    elif moment == "c_extension_init":
+        if state["armed"]:
+            fire()              # the first audited step inside rclpy's pybind11 module init
+        elif event == "import" and args[0] == "rclpy._rclpy_pybind11":
+            state["armed"] = True
+    elif moment == "spawning_the_graph" and event == "subprocess.Popen":
+        state["spawned"] += 1
+        if state["spawned"] == 3:
+            fire()              # two nodes up, the third being started
+    elif moment == "stopping_the_graph" and event == "os.killpg":
+        fire()                  # the first case's graph being stopped
+
+
+sys.addaudithook(hook)
+sys.argv = [bench] + sys.argv[3:]
+runpy.run_path(bench, run_name="__main__")
+'''
+
+
+@pytest.mark.parametrize("moment", ["first_imports", "c_extension_init", "spawning_the_graph",
+                                    "stopping_the_graph"])
+def test_sigterm_at_any_moment_exits_143_and_leaves_no_graph(moment, ros_domain_id, tmp_path):
+    """Wherever SIGTERM lands, the bench exits 143 and no node of its graph is left. It used to
+    depend on the moment, because the handler raised SystemExit wherever the main thread was:
+    during its first imports (no handler yet) it died of the signal (-15); inside rclpy's
+    pybind11 module init (the import right after the graph's nodes start, where the test above
+    sends it) the exception became ``ImportError: initialization failed`` (exit 1: issue 15)
+    or a C++ std::terminate (-6, at this moment); during Graph.stop() it left nodes writing
+    into the temporary directory while it was removed (exit 1, now and then)."""
+    stop_at = tmp_path / "stop_at.py"
+    stop_at.write_text(STOP_AT)
+    proc = subprocess.Popen([sys.executable, str(stop_at), moment, str(BENCH), "--quick",
+                             "--parts", "lockstep"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        try:
+            rc = proc.wait(120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the bench did not stop after SIGTERM at {moment}")
+        err = proc.stderr.read()
+        assert f"stop_at: SIGTERM at {moment}" in err, err[-3000:]
+        assert rc == 143, err[-3000:]
+        deadline = time.monotonic() + 30
+        while (left := _graph_nodes(ros_domain_id)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not left, f"graph nodes left running after SIGTERM at {moment}: {left}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for pid in _graph_nodes(ros_domain_id):
+            os.kill(pid, signal.SIGKILL)
