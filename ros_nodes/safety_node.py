@@ -245,6 +245,7 @@ class SafetyNode(Node):
         self._state_ns: int | None = None  # stamp of the newest state (arrival if later)
         self._state_stamp: float | None = None  # the same in s
         self._state_mono = -math.inf  # when it arrived
+        self._state_raw_ns = 0  # its header stamp as sent (AppliedCommand.state_stamp_ns)
         self._unanswered_mono: float | None = None  # lockstep: first state since the last output
         self._unanswered = 0  # lockstep: states since the last output
         self.create_subscription(ActionProposal, names["proposal_topic"], self.on_proposal,
@@ -270,6 +271,7 @@ class SafetyNode(Node):
         self._started = False
         self._t0 = time.monotonic()
         self._last_out_mono = -math.inf  # monotonic decision time of the last command
+        self._last_out_ros = -math.inf  # its stamp (ROS clock, s)
         self._last_out_ns: int | None = None  # lockstep: sim time (ns) of the last command
         self._defer_timer = None
         self._defer_at = math.inf
@@ -333,6 +335,16 @@ class SafetyNode(Node):
             return True
         return not self.lockstep and mono - p.mono >= self.answer_wait
 
+    def _since_out(self) -> float:
+        """Seconds since the last command, by its stamp's clock and by the monotonic clock (the
+        smaller: the spacing holds in the stamps a log shows and in real time); the monotonic
+        one alone when the ROS clock was stepped."""
+        mono = time.monotonic() - self._last_out_mono
+        ros = self._ros_ns() * 1e-9 - self._last_out_ros
+        if ros < 0.0 or ros > mono + 0.1:
+            return mono
+        return min(ros, mono)
+
     def _quiet(self, mono: float) -> bool:
         """No proposal accepted within the watchdog timeout (real time: on the filter's clock,
         so that the filter's watchdog has fired by the time this says so)."""
@@ -386,6 +398,7 @@ class SafetyNode(Node):
                 self._reject("old_state", f"stamp {stamp} before the newest {self._state_ns}")
             return
         self._state = msg
+        self._state_raw_ns = _ns(msg.header.stamp)
         self._state_ns = stamp
         self._state_stamp = stamp * 1e-9
         self._state_mono = mono
@@ -410,8 +423,9 @@ class SafetyNode(Node):
         if self._pending is not None and not self._pending_ready(mono):
             self._schedule(self._pending.mono + self.answer_wait)
             return
-        if mono - self._last_out_mono < self.dt:
-            self._schedule(self._last_out_mono + self.dt)
+        since = self._since_out()
+        if since < self.dt:
+            self._schedule(mono + self.dt - since)
             return
         self._output(take=True)
 
@@ -420,7 +434,7 @@ class SafetyNode(Node):
         mono = time.monotonic()
         if self._pending is not None and self._pending_ready(mono):
             self._try_output()
-        elif ((self._quiet(mono) or self.estop) and mono - self._last_out_mono >= self.dt):
+        elif (self._quiet(mono) or self.estop) and self._since_out() >= self.dt:
             self._output(take=True)
 
     def _streaming_unanswered(self, mono: float) -> bool:
@@ -440,15 +454,14 @@ class SafetyNode(Node):
 
     def on_tick(self) -> None:
         """trigger=timer: one command per output period, never two within one."""
-        mono = time.monotonic()
-        early = self.dt - (mono - self._last_out_mono)
+        early = self.dt - self._since_out()
         if early > 0.0:
             if early > min(0.3 * self.dt, 3e-4):
                 self.skipped_periods += 1
                 return
-            while time.monotonic() - self._last_out_mono < self.dt:
+            while self._since_out() < self.dt:
                 pass  # a short wait keeps the period (a skip would cost a whole one)
-            mono = time.monotonic()
+        mono = time.monotonic()
         self._output(take=self._pending_ready(mono))
 
     async def on_estop(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
@@ -539,9 +552,9 @@ class SafetyNode(Node):
             if self._state is None and time.monotonic() - self._t0 < self.startup_wait:
                 return  # the controller keeps what it holds until we know the arm's state
             self._start()
-        mono = time.monotonic()
         stamp_ns = self._ros_ns()
-        self._last_out_mono = mono
+        self._last_out_mono = time.monotonic()
+        self._last_out_ros = stamp_ns * 1e-9
         if self.lockstep:
             stamp_ns = self._state_ns if self._state_ns is not None else (self._last_out_ns or 0)
             self._last_out_ns = stamp_ns
@@ -572,7 +585,7 @@ class SafetyNode(Node):
         data = cmd.tolist()
         self.cmd_pub.publish(Float64MultiArray(data=data))
         self.applied_pub.publish(AppliedCommand(
-            proposal_seq=self._seq, stamp_ns=stamp_ns, state_stamp_ns=self._state_ns or 0,
+            proposal_seq=self._seq, stamp_ns=stamp_ns, state_stamp_ns=self._state_raw_ns,
             velocities=data, rules_fired=int(rules)))
         self.outputs += 1
         for r in RULES:
