@@ -3,6 +3,10 @@
 Read-only, through :class:`robot_rl.replay.ReplayReader` (committed rows only; safe while the
 replay node writes). An episode is (robot_id, episode_id); only its demo / intervention rows
 are counted here (an intervention is a stretch of steps inside a policy episode).
+
+Nothing here depends on the order of the rows in the store: after a replay restart the actors
+re-send what was not acknowledged, so an episode's rows may be stored out of step order and
+apart. Episodes are listed by (robot_id, episode_id), an episode's rows taken by step_index.
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ def _read(path: str | Path, columns: tuple[str, ...] = _COLS) -> tuple[Any, dict
 
 
 def episodes(path: str | Path, *, sources: tuple[int, ...] = (1, 2)) -> list[dict[str, Any]]:
-    """One dict per (robot_id, episode_id) with rows of ``sources``, in store order."""
+    """One dict per (robot_id, episode_id) with rows of ``sources``, ordered by (robot_id,
+    episode_id) -- not by where the rows happen to be in the store."""
     _, c = _read(path)
     return _episodes(c, sources)
 
@@ -34,14 +39,15 @@ def _episodes(c: dict[str, np.ndarray], sources: tuple[int, ...]) -> list[dict[s
     rows = np.flatnonzero(np.isin(c["source"], sources))
     if rows.size == 0:
         return []
-    key = np.stack([c["robot_id"][rows].astype(np.uint64), c["episode_id"][rows]], axis=1)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    order = np.argsort(first, kind="stable")  # store order of each episode's first row
+    # the selected rows by (robot, episode, step): each episode one run, its rows in step order
+    rows = rows[np.lexsort((rows, c["step_index"][rows], c["episode_id"][rows],
+                            c["robot_id"][rows]))]
+    r, e = c["robot_id"][rows], c["episode_id"][rows]
+    starts = np.flatnonzero(np.concatenate(([True], (r[1:] != r[:-1]) | (e[1:] != e[:-1]))))
     out = []
-    for g in order:
-        idx = rows[inverse == g]
-        steps = np.sort(c["step_index"][idx])
+    for a, b in zip(starts.tolist(), starts[1:].tolist() + [len(rows)]):
+        idx = rows[a:b]
+        steps = c["step_index"][idx]
         src = sorted({SOURCE_NAMES.get(int(s), str(int(s))) for s in c["source"][idx]})
         stamps = c["stamp_ns"][idx]
         out.append({
