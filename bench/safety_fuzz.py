@@ -62,6 +62,7 @@ MODES = {
     "proposal20": ({}, 20.0),
     "timer1k": ({"safety.output_hz": 1000.0}, 250.0),
 }
+POISON_SEQ0 = 2**40  #: the seqs of proposals that must be rejected start here
 TARGET_ZERO = int(Rule.NONFINITE | Rule.BAD_LENGTH | Rule.STALE_STATE | Rule.WATCHDOG
                   | Rule.ESTOP | Rule.JOINT_ORDER)
 
@@ -123,6 +124,7 @@ class Fuzzer:
         self.states: dict[int, np.ndarray | None] = {}  # stamp -> q (None: unusable)
         self.sent = {"proposals": 0, "states": 0, "adversarial": 0}
         self.poison_seqs: set[int] = set()  # seqs only rejected proposals carry
+        self._poison = 0
         self.events: list[tuple] = []  # (kind, wall time, extra) for the timing checks
         self.proc = None
         self.restarts = 0
@@ -220,7 +222,12 @@ class Fuzzer:
         return stamp
 
     def send_proposal(self, v, *, seq=None, stamp=None, adversarial=False, poison=False) -> int:
-        if seq is None:
+        """``poison``: one the node must reject whatever its seq (stale or future stamp); it
+        gets a seq of its own range, so that no other proposal can carry it."""
+        if poison:
+            self._poison += 1
+            seq = POISON_SEQ0 + self._poison
+        elif seq is None:
             self.seq += 1
             seq = self.seq
         self.prop_pub.publish(self.ActionProposal(
