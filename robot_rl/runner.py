@@ -28,8 +28,10 @@ reaches only the runner, which stops the nodes in order), at the node's niceness
 Progress: an rclpy node inside the runner reads ``/diagnostics`` (each robot_rl node publishes
 one status a second, named by its fully qualified name; see
 ``robot_rl.ros_nodes.common.status_message``) and prints one line every couple of seconds
-(:class:`Progress`). Only that listener imports rclpy; the rest of this module is ROS-free, so
-the launch files and the tests use it without a ROS install.
+(:class:`Progress`). ``/diagnostics`` is shared by every host on the domain, so a machine that
+runs part of the graph (``--only``) still sums up all of it: "nodes 7/7" on the robot PC counts
+the workstation's replay and learner too. Only that listener imports rclpy; the rest of this
+module is ROS-free, so the launch files and the tests use it without a ROS install.
 
 Stopping: Ctrl-C / SIGTERM, ``until_success`` (learner ``eval_success_rate``),
 ``max_env_steps`` (actors' ``env_steps``), ``max_time``. Nodes are stopped in reverse start
@@ -160,6 +162,18 @@ class RunPlan:
     num_robots: int
     namespaces: list[str] | None  #: as given (None: the graph's defaults)
     resume: bool = False
+    #: The whole graph when ``--only`` keeps part of it on this machine (None: ``nodes``).
+    graph_nodes: list[NodeSpec] | None = None
+
+    @property
+    def split(self) -> bool:
+        """Does this machine run only part of the graph (``--only``)?"""
+        return self.graph_nodes is not None and len(self.graph_nodes) != len(self.nodes)
+
+    @property
+    def graph(self) -> list[NodeSpec]:
+        """Every node of the graph, on this machine or another one."""
+        return self.graph_nodes if self.graph_nodes is not None else self.nodes
 
     @property
     def config_file(self) -> Path:
@@ -226,7 +240,9 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
         # The config names the e-stop file: it wins over the sim graph's per-run default.
         for spec in nodes:
             spec.parameters.pop("safety.estop_file", None)
+    graph_nodes = None
     if roles is not None:
+        graph_nodes = list(nodes)
         roles = list(roles)
         unknown = sorted(set(roles) - set(ROLES))
         if unknown:
@@ -234,7 +250,7 @@ def plan_run(kind: str, cfg: Config, *, robots: int | None = None,
         nodes = [s for s in nodes if s.role in roles]
         if not nodes:
             raise ValueError(f"--only {','.join(roles)}: the {kind} graph has no such node")
-    return RunPlan(kind, cfg, rd, nodes, n, ns, resume)
+    return RunPlan(kind, cfg, rd, nodes, n, ns, resume, graph_nodes)
 
 
 def write_run_files(plan: RunPlan, argv: Sequence[str] | None = None) -> None:
@@ -362,21 +378,40 @@ class Progress:
     ``update(name, values)`` takes one ``DiagnosticStatus`` (its ``name`` is the node's fully
     qualified name, optionally followed by ``": what"``); statuses of nodes outside the graph
     are ignored. Missing keys read as None ('-' in the line).
+
+    ``nodes`` is the whole graph, also where this machine runs only part of it (``up --only``:
+    ``/diagnostics`` is shared by every host on the ``ROS_DOMAIN_ID``, so each host's line sums
+    up the whole graph). With ``others`` it also counts the robot_rl nodes it hears that are
+    not in ``nodes`` -- the other hosts' part of a split graph is described by their command
+    lines, not this one's (e.g. more robots): a node counts when its status names its role
+    (``role``) or its name is one of the graph's node names (``actor_node`` -> actor).
     """
 
     nodes: Sequence[NodeSpec]
     stale_after: float = 5.0  #: s without a status before a node counts as silent
     clock: Callable[[], float] = time.monotonic
     latest: dict[str, _Status] = field(default_factory=dict)
+    others: bool = False
 
     def __post_init__(self) -> None:
         self.roles = {s.fully_qualified_name: s.role for s in self.nodes}
+        self.expected = frozenset(self.roles)  #: the graph's nodes (heard ones come on top)
+        self._role_of_name = {s.name: s.role for s in self.nodes}
         self._updates_seen: list[tuple[float, float]] = []
+
+    def _heard_role(self, fqn: str, values: dict[str, Any]) -> str | None:
+        role = str(values.get("role", ""))
+        if role in ROLES:
+            return role
+        return self._role_of_name.get(fqn.rsplit("/", 1)[-1])
 
     def update(self, name: str, values: dict[str, Any], level: int = 0, message: str = "") -> bool:
         fqn = str(name).split(":", 1)[0].strip()
         if fqn not in self.roles:
-            return False
+            role = self._heard_role(fqn, values) if self.others and fqn.startswith("/") else None
+            if role is None:
+                return False
+            self.roles[fqn] = role
         if isinstance(level, (bytes, bytearray)):  # DiagnosticStatus.level is a byte
             level = level[0] if level else 0
         lvl = _number(level)
@@ -688,7 +723,8 @@ class Runner:
         self.domain_check = domain_check
         self.out = out or sys.stdout
         self.argv = argv
-        self.progress = Progress(plan.nodes)
+        # The whole graph, also on a host that runs only part of it (--only).
+        self.progress = Progress(plan.graph, others=plan.split)
         self._lock = threading.Lock()
         self.children: list[Child] = []
         self._signals: list[int] = []

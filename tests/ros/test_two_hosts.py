@@ -11,7 +11,7 @@ workstation; addresses that exist only inside these namespaces), and DDS runs ov
 * :func:`test_two_hosts_train_over_udp` -- transitions of both robots reach the workstation's
   replay store (zarr on disk), exactly once each; the learner's weights reach the actors (the
   rows carry policy versions > 0, two or more per robot); every node runs in its host's
-  namespace; the robot PC writes no store.
+  namespace; the robot PC writes no store; each host's progress line shows the whole graph.
 * :func:`test_partition_loses_and_duplicates_nothing` -- the link is cut for 10 s mid-run: the
   actors keep acting on the last policy and keep every unacknowledged transition in their
   outboxes; once the link is back the outboxes drain and every transition is stored exactly
@@ -315,6 +315,11 @@ def test_two_hosts_train_over_udp(two_hosts, tmp_path):
           "rows of both robots acted with two published policies")
     t_trained = time.monotonic() - t0
     _check_placement(two_hosts, robot_up, ws_up)
+    # Each host's progress line sums up the whole graph (/diagnostics crosses the link): the
+    # robot PC shows the learner's policy and the replay's rows, the workstation the env steps.
+    for up in (robot_up, ws_up):
+        up.wait_for_line(r"env steps [1-9][\d,]* \|.*\| policy v[1-9][\d,]* \| "
+                         r"replay rows [1-9][\d,]* \|.*\| nodes 7/7$", timeout=20)
     assert _stop_runner(robot_up) == 130, robot_up.tail(40)
     assert _stop_runner(ws_up) == 130, ws_up.tail(40)
 

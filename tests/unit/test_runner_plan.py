@@ -119,6 +119,38 @@ def test_progress_line_sums_actors_and_safety_counts():
     assert p.summary()["reporting"] == 0
 
 
+def test_progress_of_a_split_graph_shows_every_host(tmp_path):
+    # One machine of two (`up sim --only replay,learner`): the line sums up the whole graph,
+    # whose other nodes report from the other host over the shared /diagnostics.
+    cfg = load_config(None, [f"run.root={tmp_path}"])
+    plan = plan_run("sim", cfg, robots=2, roles=["replay", "learner"])
+    assert [s.fully_qualified_name for s in plan.nodes] == ["/replay_node", "/learner_node"]
+    assert plan.split and len(plan.graph) == 7
+    clock = Clock()
+    p = Runner(plan, monitor=False).progress
+    p.clock = clock
+    assert p.update("/robot_0/actor_node", {"env_steps": "300", "policy_version": "2"})
+    assert p.update("/robot_1/safety_node: safety", {"count.WATCHDOG": "1"})
+    p.update("/learner_node", {"updates": "900", "policy_version": "3"})
+    p.update("/replay_node", {"rows": "290"})
+    # heard, though this host's command line did not name it: another robot of the other host
+    assert p.update("/robot_2/actor_node", {"env_steps": "100"})
+    assert p.update("/lab/teleop_thing", {"role": "teleop"})  # its status names its role
+    assert not p.update("/rosout_helper", {"x": "1"})  # no role, not a graph name: not ours
+    assert not p.update("relative_name/actor_node", {"env_steps": "5"})
+    s = p.summary()
+    assert s["env_steps"] == 400 and s["replay_rows"] == 290 and s["safety_brakes"] == 1
+    assert s["reporting"] == 6 and s["nodes"] == 9
+    assert s["silent"] == ["/robot_0/safety_node", "/robot_1/actor_node", "/sim_robot_node"]
+    assert p.line(3.0).startswith("[    3.0 s] env steps 400 |")
+    assert p.line(3.0).endswith("| policy v3 | replay rows 290 | safety 0 clamps / 1 brakes | "
+                                "eval success - | nodes 6/9")
+    # the whole graph on one machine: nothing outside it counts (see the test above)
+    whole = Runner(plan_run("sim", cfg, robots=2), monitor=False).progress
+    assert not whole.update("/robot_2/actor_node", {"env_steps": "100"})
+    assert whole.summary()["nodes"] == 7
+
+
 def test_progress_ignores_malformed_values_and_derives_updates_per_s():
     clock = Clock()
     p = Progress(build_graph("sim", config_file="c.yaml"), clock=clock)
