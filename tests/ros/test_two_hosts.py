@@ -250,6 +250,11 @@ def _check_placement(hosts: TwoHosts, robot_up, ws_up) -> None:
         assert res.stdout.split() == [netns], (node, pid, res.stdout, res.stderr)
 
 
+def _last_progress(proc) -> str:
+    """The runner's newest progress line."""
+    return next((ln for ln in reversed(proc.lines) if re.match(r"^\[\s*[\d.]+ s\] ", ln)), "")
+
+
 def _stop_runner(proc) -> int:
     proc.popen.send_signal(signal.SIGINT)
     return proc.wait(60)
@@ -370,10 +375,14 @@ def test_partition_loses_and_duplicates_nothing(two_hosts, tmp_path):
         rows_end = len(ReplayReader(store))
         t_up = time.monotonic()
         at_up = {a: probe.latest(a, before=t_up) for a in actors}
+        lines_cut = [_last_progress(up) for up in (robot_up, ws_up)]
         two_hosts.set_link(True)
         down_s = t_up - t_down
 
         assert rows_end == rows_cut, (rows_cut, rows_end)  # nothing crossed the cut link
+        # each host's line says the other host's nodes went silent
+        assert lines_cut[0].endswith("| nodes 5/7") and lines_cut[1].endswith("| nodes 2/7"), \
+            lines_cut
         for a in actors:
             b, u = before[a], at_up[a]
             # the actors kept acting, on the policy they had, and kept what the replay missed
@@ -428,7 +437,9 @@ def test_partition_loses_and_duplicates_nothing(two_hosts, tmp_path):
     result = {"link_down_s": round(down_s, 2), "robots": ROBOTS,
               "rows_stored": int(len(cols["seq"])),
               "rows_sent": sum(int(final[a]["sent"]) for a in actors),
-              "store_rows_during_cut": rows_end - rows_cut, "actors": {}}
+              "store_rows_during_cut": rows_end - rows_cut,
+              "progress_during_cut": {"robot_pc": lines_cut[0], "workstation": lines_cut[1]},
+              "actors": {}}
     for i, a in enumerate(actors):
         sent = int(final[a]["sent"])
         assert final[a]["session"] == at_up[a]["session"]  # the same actor start throughout
