@@ -282,7 +282,7 @@ class SafetyNode(Node):
         else:  # checked 5x per period, so braking starts within watchdog_timeout + dt/5
             self.create_timer(dt / 5, self.on_backstop)
         self.create_timer(1.0, self.publish_diagnostics)
-        mode = "lockstep (sim time from joint-state stamps)" if self.lockstep else trig
+        mode = f"{trig} (lockstep time)" if self.lockstep else trig
         self.get_logger().info(
             f"safety node {self.get_fully_qualified_name()} profile={profile.name} "
             f"output_hz={1.0 / dt:g} trigger={mode} watchdog={p.watchdog_timeout:g}s "

@@ -4,6 +4,7 @@ and timer-triggered 1 kHz), SIGKILL restarts, missing and corrupt e-stop files; 
 checked at the output rate and as a once-per-period driver samples it. docs/safety.md has the
 100k-message runs."""
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "safety_fuzz.py"
 def load_fuzz():
     spec = importlib.util.spec_from_file_location("bench_safety_fuzz", BENCH)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # (its dataclasses look their module up)
     spec.loader.exec_module(mod)
     return mod
 
