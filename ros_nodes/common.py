@@ -94,6 +94,10 @@ def run_node(make_node, name: str, args=None) -> int:
         spin(make_executor(), node)
     except ConfigError as e:
         print(f"{name}: {e}", file=sys.stderr)
+        del e
+        import gc
+
+        gc.collect()  # the half-built node goes now, not in rclpy.shutdown()'s node cleanup
         return 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

@@ -31,6 +31,7 @@ that genuinely applies one of its own at run time names it with
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from pydantic import BaseModel
@@ -73,8 +74,15 @@ def refuse_runtime_changes(node: Node, dynamic: tuple[str, ...] = ()) -> None:
     allowed = set(RUNTIME_PARAMETERS) | set(dynamic)
     setattr(node, _DYNAMIC_ATTR, allowed)
 
+    # A weak reference: a strong one would make a cycle that keeps a node whose constructor
+    # failed alive until rclpy.shutdown(), which then calls its destroy_node on half-built state.
+    ref = weakref.ref(node)
+
     def on_set_parameters(params: list[Parameter]) -> SetParametersResult:
-        fixed = [p.name for p in params if node.has_parameter(p.name) and p.name not in allowed]
+        n = ref()
+        if n is None:
+            return SetParametersResult(successful=False, reason="node destroyed")
+        fixed = [p.name for p in params if n.has_parameter(p.name) and p.name not in allowed]
         if fixed:
             return SetParametersResult(successful=False, reason=startup_only_reason(fixed))
         return SetParametersResult(successful=True)

@@ -56,7 +56,8 @@ decided; it is sent right after (the filter's few tens of µs).
 * lockstep (``sim.clock = lockstep`` with the ``proposal`` trigger: the sim graph) -- the node's
   time is the sim time carried by the joint-state stamps (no ``use_sim_time`` needed): a
   proposal counts for the state it answered, and each state gets at most one command (the sim
-  steps once per command). A state that gets no proposal is answered by the backstop once
+  steps once per command); a proposal whose state was already answered is late
+  (``rejected.late_proposal``): applied to the next state it would shift every later one. A state that gets no proposal is answered by the backstop once
   ``watchdog_timeout`` wall seconds have passed since the first unanswered state arrived, and
   at once while no proposal has been accepted for ``watchdog_timeout`` (a dead actor is braked
   one state at a time, however fast states stream). Lockstep is for the sim only: on a real
@@ -173,7 +174,8 @@ class _Proposal:
 
 
 #: Why a proposal or state was not used (keys of the ``rejected.*`` diagnostics).
-REJECTIONS = ("stale_proposal", "future_proposal", "out_of_order_proposal", "old_state")
+REJECTIONS = ("stale_proposal", "future_proposal", "out_of_order_proposal", "late_proposal",
+              "old_state")
 
 
 class SafetyNode(Node):
@@ -318,6 +320,11 @@ class SafetyNode(Node):
                 self._reject("future_proposal", f"seq {msg.seq}: stamped "
                              f"{(stamp - ref) * 1e-9:.3g} s ahead of the node's time")
                 return "future_proposal"
+        if self.lockstep and self._last_out_ns is not None and stamp <= self._last_out_ns:
+            # Its state already has its command (the backstop answered it): applying it to the
+            # next state would shift every later proposal by one state.
+            self._reject("late_proposal", f"seq {msg.seq}: its state was already answered")
+            return "late_proposal"
         last = self._accepted
         if last is not None and mono - last.mono <= self.wd:  # the same stream
             if int(msg.seq) <= last.seq or stamp < last.stamp_ns:

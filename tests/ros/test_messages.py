@@ -75,6 +75,7 @@ def expected_messages() -> dict:
         "AppliedCommand": msg.AppliedCommand(
             proposal_seq=2**64 - 4,
             stamp_ns=2**63 - 1,
+            state_stamp_ns=-(2**63),
             velocities=f64(7),
             rules_fired=(
                 msg.AppliedCommand.RULE_WATCHDOG
