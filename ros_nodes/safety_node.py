@@ -268,7 +268,7 @@ class SafetyNode(Node):
         self.rejected = {k: 0 for k in REJECTIONS}
         self.outputs = 0
         self.skipped_periods = 0
-        self.deferred = 0
+        self.superseded = 0  # accepted proposals replaced before they went out (bursts)
         self.last_rules = Rule(0)
         self._started = False
         self._t0 = time.monotonic()
@@ -387,7 +387,7 @@ class SafetyNode(Node):
             return
         t = int(msg.stamp_ns) * 1e-9 if self.lockstep else self._ros_ns() * 1e-9
         if self._pending is not None and self.trigger != "timer":
-            self.deferred += 1  # superseded before it went out (a burst)
+            self.superseded += 1
         self._pending = self._accepted = _Proposal(msg, t, mono)
         if self.trigger != "timer":
             self._try_output()
@@ -622,7 +622,7 @@ class SafetyNode(Node):
                      KeyValue(key="outputs", value=str(self.outputs)),
                      KeyValue(key="last_rules", value=str(int(self.last_rules))),
                      KeyValue(key="skipped_periods", value=str(self.skipped_periods)),
-                     KeyValue(key="superseded_proposals", value=str(self.deferred))]
+                     KeyValue(key="superseded_proposals", value=str(self.superseded))]
         st.values += [KeyValue(key=f"count.{r.name}", value=str(n))
                       for r, n in self.counts.items()]
         st.values += [KeyValue(key=f"rejected.{k}", value=str(n))
