@@ -162,6 +162,7 @@ def run_sb3(arm: str, seed: int, root: str) -> None:
     from stable_baselines3.common.noise import NormalActionNoise
 
     from robot_rl import provenance as prov
+    from robot_rl.agents.config import learner_config
     from robot_rl.agents.trainer import evaluate
     from robot_rl.config import load_config
     from robot_rl.sim.env import PandaEnv
@@ -176,7 +177,8 @@ def run_sb3(arm: str, seed: int, root: str) -> None:
     n_act = env.action_space.shape[0]
     model = TD3("MlpPolicy", env, learning_rate=a.actor_lr, buffer_size=cfg.replay.capacity,
                 learning_starts=a.warmup_steps, batch_size=a.batch_size, tau=a.tau,
-                gamma=a.gamma, train_freq=1, gradient_steps=1, policy_delay=a.policy_delay,
+                gamma=a.gamma, train_freq=1, gradient_steps=1,
+                policy_delay=learner_config(a, cfg.replay).policy_delay,
                 target_policy_noise=a.target_noise, target_noise_clip=a.target_noise_clip,
                 action_noise=NormalActionNoise(np.zeros(n_act), a.exploration_noise * np.ones(n_act)),
                 policy_kwargs={"net_arch": list(a.hidden)}, seed=seed, device="cpu")

@@ -508,14 +508,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "train", help="train an agent in the gym env (in-process): replay store, learner, evals",
-        description="Train DDPG / TD3 / DDPGfD / SVG(0) on the PyBullet gym env in one process; "
+        description="Train DDPG / TD3 / DDPGfD / SVG(0) / SAC (RLPD recipe) / CrossQ on the "
+        "PyBullet gym env in one process; "
         "transitions go through the replay store in runs/<name>/. Writes progress.csv, eval.csv, "
         "TensorBoard events (tb/), checkpoints/, policy.safetensors, config.yaml and "
         "provenance.json. Shortcut flags set the config fields named in their help.")
     _add_config_args(p)
     p.add_argument("--task", choices=("reach", "push"), help="task.name")
     p.add_argument("--reward", choices=("dense", "sparse"), help="task.reward")
-    p.add_argument("--algo", choices=("ddpg", "td3", "ddpgfd", "svg0"), help="agent.algo")
+    from robot_rl.agents.registry import ALGORITHMS
+
+    p.add_argument("--algo", choices=tuple(ALGORITHMS), help="agent.algo")
     p.add_argument("--steps", type=int, help="run.total_steps")
     p.add_argument("--seed", type=int, help="run.seed")
     p.add_argument("--name", help="run.name (the directory runs/<name>/)")

@@ -300,14 +300,18 @@ class SafetyConfig(_Section):
 class AgentConfig(_Section):
     """Off-policy actor-critic learner (DDPG / TD3 / DDPGfD / SVG(0))."""
 
-    algo: Literal["ddpg", "td3", "ddpgfd", "svg0"] = Field("td3", description="algorithm")
+    algo: str = Field("td3", description="algorithm: ddpg, td3, ddpgfd (deterministic actor), svg0, "
+                      "sac (RLPD recipe: ensembles, LayerNorm), crossq (robot_rl.agents.registry)")
     hidden: tuple[int, ...] = Field((256, 256), description="hidden layer sizes (actor and critic)")
     gamma: float = Field(0.99, gt=0, le=1, description="discount factor")
     tau: float = Field(0.005, gt=0, le=1, description="Polyak factor of the target networks")
     actor_lr: float = Field(3e-4, gt=0, description="actor learning rate")
     critic_lr: float = Field(3e-4, gt=0, description="critic learning rate")
     batch_size: int = Field(256, gt=0, description="minibatch size")
-    policy_delay: int = Field(2, ge=1, description="TD3: critic updates per actor update")
+    policy_delay: int | None = Field(
+        None, ge=1, description="critic updates per actor update: td3 (None: 2), sac (None: 1; "
+        "the RLPD recipe sets it to utd_ratio, so the actor updates once per env step), crossq "
+        "(None: 3); ddpg, ddpgfd and svg0 update the actor with every critic update")
     target_noise: float = Field(0.2, ge=0, description="TD3: target-policy smoothing noise std")
     target_noise_clip: float = Field(0.5, ge=0, description="TD3: clip of the smoothing noise")
     exploration_noise: float = Field(0.1, ge=0, description="behaviour policy Gaussian noise std")
@@ -372,6 +376,47 @@ class AgentConfig(_Section):
     svg_soft_target: bool = Field(
         False, description="svg0: subtract alpha*log pi(a'|s') in the TD target too (SAC-style, "
         "with twin_critics=true: SAC with a fixed alpha)")
+    # -- critic ensembles, normalisation, temperature (sac, crossq) --
+    critic_hidden: tuple[int, ...] | None = Field(
+        None, description="critic hidden layer sizes (None: hidden); CrossQ's paper uses "
+        "[2048, 2048]")
+    ensemble_size: int | None = Field(
+        None, ge=1, description="sac, crossq: N critics computed as one batched ensemble (None: "
+        "2; RLPD: 10)")
+    target_subset: int | None = Field(
+        None, ge=1, description="sac, crossq: the TD target is the min over M members drawn "
+        "at random each update (REDQ/RLPD; None: 2, i.e. clipped double-Q when N = 2)")
+    actor_q: Literal["auto", "min", "mean"] = Field(
+        "auto", description="sac, crossq: the actor maximises the min or the mean of the "
+        "ensemble's values (auto: min for N <= 2, mean above, as RLPD)")
+    critic_norm: Literal["none", "layer", "batch", "batch_renorm"] | None = Field(
+        None, description="sac, crossq: normalisation after each hidden critic layer: layer "
+        "(RLPD's LayerNorm), batch or batch_renorm (CrossQ); None: sac none, crossq batch_renorm")
+    bn_momentum: float = Field(
+        0.99, ge=0, lt=1, description="batch norms: running statistic <- m*stat + (1-m)*batch")
+    renorm_warmup: int = Field(
+        100_000, ge=0, description="batch_renorm: critic training passes of plain batch norm "
+        "before the renormalisation's r/d corrections start (CrossQ's sbx default)")
+    learn_temperature: bool = Field(
+        True, description="sac, crossq: learn the entropy temperature alpha towards "
+        "target_entropy (false: alpha stays init_temperature)")
+    init_temperature: float = Field(1.0, gt=0, description="sac, crossq: alpha at the start")
+    target_entropy: float | Literal["auto"] = Field(
+        "auto", description="sac, crossq: entropy target of the temperature loss (auto: -|A|)")
+    temperature_lr: float | None = Field(
+        None, gt=0, description="sac, crossq: Adam learning rate of log alpha (None: actor_lr)")
+    adam_beta1: float | None = Field(
+        None, ge=0, lt=1, description="Adam's beta1 of every optimiser (None: 0.9; crossq 0.5 "
+        "as its paper)")
+
+    @field_validator("algo")
+    @classmethod
+    def _known_algo(cls, v):
+        from robot_rl.agents.registry import ALGORITHMS
+
+        if v not in ALGORITHMS:
+            raise ValueError(f"expected one of {sorted(ALGORITHMS)}, got {v!r}")
+        return v
 
     @field_validator("target_clip")
     @classmethod

@@ -254,3 +254,138 @@ def default_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - non-Linux
         return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- batched ensembles
+
+#: normalisation after each hidden linear layer of a :class:`BatchedCritic`
+CRITIC_NORMS = ("none", "layer", "batch", "batch_renorm")
+
+
+class BatchedCritic(nn.Module):
+    """``N`` critics ``Q_i(s, a) = MLP_i([s, a])`` computed as **one** batched computation.
+
+    Layer ``l`` of every member is one stacked weight ``W_l`` of shape ``(N, in, out)`` and bias
+    ``b_l`` of shape ``(N, 1, out)``; a layer is one ``baddbmm`` over all members. Initialised
+    member by member exactly as ``N`` separate :class:`Critic` modules created in a row would be
+    (``nn.Linear``'s default), so with the same seed it equals them up to float rounding
+    (tests/unit/test_agents_ensemble.py). ``forward`` returns ``(N, B)``; ``members`` (indices)
+    computes a subset only (REDQ's target: 2 of 10 members cost 2/10 of the work).
+
+    ``norm`` after every hidden linear layer, before the ReLU:
+
+    * ``"layer"`` -- LayerNorm with a per-member affine (RLPD: Ball et al. 2023);
+    * ``"batch"`` -- BatchNorm over the batch axis, per member, with running statistics for
+      eval mode (CrossQ: Bhatt et al. 2024);
+    * ``"batch_renorm"`` -- Batch Renormalization (Ioffe 2017) as CrossQ's final version uses:
+      ``xhat = (x - mu_B)/sigma_B * r + d`` with ``r = clip(sigma_B/sigma, 1/r_max, r_max)``,
+      ``d = clip((mu_B - mu)/sigma, -d_max, d_max)`` (both without gradient), r = 1 and d = 0
+      (plain BatchNorm) for the first ``renorm_warmup`` training passes.
+
+    Running statistics: ``stat <- momentum * stat + (1 - momentum) * batch stat`` (Flax's
+    convention; torch's BatchNorm ``momentum`` is ``1 -`` this), unbiased batch variance.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n: int = 2,
+                 *, norm: str = "none", momentum: float = 0.99, eps: float = 1e-5,
+                 renorm_rmax: float = 3.0, renorm_dmax: float = 5.0, renorm_warmup: int = 0):
+        super().__init__()
+        if n < 1:
+            raise ValueError(f"n: expected >= 1 critics, got {n}")
+        if norm not in CRITIC_NORMS:
+            raise ValueError(f"critic_norm: expected one of {CRITIC_NORMS}, got {norm!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"bn_momentum: expected a value in [0, 1), got {momentum}")
+        self.n = int(n)
+        self.norm = norm
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.rmax, self.dmax, self.renorm_warmup = float(renorm_rmax), float(renorm_dmax), int(renorm_warmup)
+        dims = [int(obs_dim) + int(act_dim), *[int(h) for h in hidden], 1]
+        self.dims = dims
+        members = [MLP(dims[0], dims[1:-1], 1) for _ in range(self.n)]  # nn.Linear's init, in order
+        self.weight = nn.ParameterList(
+            nn.Parameter(torch.stack([m.layers[i].weight.detach().t() for m in members]).contiguous())
+            for i in range(len(dims) - 1))
+        self.bias = nn.ParameterList(
+            nn.Parameter(torch.stack([m.layers[i].bias.detach() for m in members]).unsqueeze(1).contiguous())
+            for i in range(len(dims) - 1))
+        hidden_dims = dims[1:-1]
+        if norm != "none":
+            self.norm_weight = nn.ParameterList(nn.Parameter(torch.ones(self.n, 1, h)) for h in hidden_dims)
+            self.norm_bias = nn.ParameterList(nn.Parameter(torch.zeros(self.n, 1, h)) for h in hidden_dims)
+        if norm in ("batch", "batch_renorm"):
+            for i, h in enumerate(hidden_dims):
+                self.register_buffer(f"running_mean_{i}", torch.zeros(self.n, 1, h))
+                self.register_buffer(f"running_var_{i}", torch.ones(self.n, 1, h))
+            self.register_buffer("num_batches", torch.zeros((), dtype=torch.int64))
+
+    # -- normalisation ---------------------------------------------------------------------
+
+    def _batch_norm(self, x: torch.Tensor, i: int, sel: torch.Tensor | None) -> torch.Tensor:
+        rm, rv = getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}")
+        if sel is not None:
+            rm, rv = rm.index_select(0, sel), rv.index_select(0, sel)
+        if not self.training:
+            return (x - rm) * torch.rsqrt(rv + self.eps)
+        mu = x.mean(dim=1, keepdim=True)
+        var = x.var(dim=1, keepdim=True, unbiased=False)
+        std = torch.sqrt(var + self.eps)
+        xhat = (x - mu) / std
+        if self.norm == "batch_renorm" and int(self.num_batches) >= self.renorm_warmup:
+            with torch.no_grad():
+                r_std = torch.sqrt(rv + self.eps)
+                r = (std / r_std).clamp(1.0 / self.rmax, self.rmax)
+                d = ((mu - rm) / r_std).clamp(-self.dmax, self.dmax)
+            xhat = xhat * r + d
+        if sel is None:  # running statistics move only on full-ensemble training passes
+            with torch.no_grad():
+                b = x.shape[1]
+                unbiased = var * (b / max(b - 1, 1))
+                m = self.momentum
+                getattr(self, f"running_mean_{i}").mul_(m).add_(mu.detach(), alpha=1 - m)
+                getattr(self, f"running_var_{i}").mul_(m).add_(unbiased.detach(), alpha=1 - m)
+        return xhat
+
+    def _normalize(self, x: torch.Tensor, i: int, sel: torch.Tensor | None) -> torch.Tensor:
+        if self.norm == "layer":
+            x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        else:
+            x = self._batch_norm(x, i, sel)
+        w, b = self.norm_weight[i], self.norm_bias[i]
+        if sel is not None:
+            w, b = w.index_select(0, sel), b.index_select(0, sel)
+        return torch.addcmul(b, x, w)
+
+    # -- forward ---------------------------------------------------------------------------
+
+    def forward(self, obs_n: torch.Tensor, action: torch.Tensor,
+                members: torch.Tensor | None = None) -> torch.Tensor:
+        """``(N, B)`` values (``(len(members), B)`` for a subset)."""
+        x = torch.cat([obs_n, action], -1)
+        n = self.n if members is None else int(members.shape[0])
+        last = len(self.weight) - 1
+        h = x.unsqueeze(0).expand(n, *x.shape)
+        for i in range(last + 1):
+            w, b = self.weight[i], self.bias[i]
+            if members is not None:
+                w, b = w.index_select(0, members), b.index_select(0, members)
+            h = torch.baddbmm(b, h, w)
+            if i < last:
+                if self.norm != "none":
+                    h = self._normalize(h, i, members)
+                h = F.relu(h)
+        if self.training and self.norm in ("batch", "batch_renorm") and members is None:
+            self.num_batches.add_(1)
+        return h.squeeze(-1)
+
+    def weight_matrices(self) -> list[torch.Tensor]:
+        return list(self.weight)
+
+    @torch.no_grad()
+    def load_members(self, critics: Sequence[Critic]) -> None:
+        """Copy ``N`` plain :class:`Critic` modules' weights into the stacked tensors."""
+        if len(critics) != self.n:
+            raise ValueError(f"load_members: expected {self.n} critics, got {len(critics)}")
+        for i in range(len(self.weight)):
+            self.weight[i].copy_(torch.stack([c.net.layers[i].weight.t() for c in critics]))
+            self.bias[i].copy_(torch.stack([c.net.layers[i].bias for c in critics]).unsqueeze(1))

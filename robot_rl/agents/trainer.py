@@ -100,7 +100,8 @@ class _Csv:
 PROGRESS_FIELDS = ["env_steps", "episodes", "updates", "wall_s", "episode_return",
                    "episode_success", "episode_length", "env_steps_per_s", "updates_per_s",
                    "exploration_std", "critic_loss", "actor_loss", "q_mean", "td_abs", "bc_loss",
-                   "q_filter_pass", "entropy", "actor_saturation"]
+                   "q_filter_pass", "entropy", "actor_saturation", "alpha", "q_std",
+                   "temperature_loss"]
 
 EVAL_FIELDS = ["env_steps", "updates", "wall_s", "success_rate", "mean_return",
                "mean_final_distance", "episodes", "first_seed"]

@@ -61,9 +61,24 @@ def snapshot(learner):
     return {k: v.clone() for k, v in learner.state_tensors().items()}
 
 
-@pytest.mark.parametrize("algo", ["ddpgfd", "td3", "svg0"])
-def test_resume_continues_bit_identically(store, tmp_path, algo):
-    c = cfg(algo)
+#: the algorithms, and the RLPD / CrossQ variants whose extra state (temperature, its optimiser,
+#: the member-subset generator, batch-norm running statistics) must survive a resume too
+VARIANTS = {
+    "ddpgfd": ("ddpgfd", {}),
+    "td3": ("td3", {}),
+    "svg0": ("svg0", {}),
+    "sac": ("sac", {}),
+    "sac_rlpd": ("sac", {"ensemble_size": 5, "target_subset": 2, "critic_norm": "layer",
+                         "actor_q": "mean", "policy_delay": 2}),
+    "crossq": ("crossq", {}),
+    "crossq_renorm": ("crossq", {"renorm_warmup": 3}),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_resume_continues_bit_identically(store, tmp_path, variant):
+    algo, kw = VARIANTS[variant]
+    c = cfg(algo, **kw)
     a, sa = make(store, c)
     sa.refresh()
     train(a, sa, 5)
@@ -127,7 +142,7 @@ def test_other_architecture_fails_clearly(store, tmp_path):
         load_checkpoint(p, ddpg)
 
 
-@pytest.mark.parametrize("algo", ["td3", "svg0"])
+@pytest.mark.parametrize("algo", ["td3", "svg0", "sac", "crossq"])
 def test_policy_export_round_trip(store, algo):
     a, sa = make(store, cfg(algo))
     sa.refresh()

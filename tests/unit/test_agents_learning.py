@@ -262,7 +262,7 @@ def test_actor_gradient_equals_plain_backward():
     loss = deterministic_actor_loss(q_pi) + 0.7 * l_bc + l2_penalty(lrn._actor_w, 0.01)
     want = torch.autograd.grad(loss, lrn.actor_params)
     lrn.actor_opt.step = lambda: None  # keep the weights; look at the gradients
-    lrn._dpg_actor_step(obs_n, b, q_demo)
+    lrn._actor_step(obs_n, b, q_demo)
     for p, g in zip(lrn.actor_params, want):
         assert torch.allclose(p.grad, g, atol=1e-6, rtol=1e-5)
 

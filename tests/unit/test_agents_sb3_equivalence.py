@@ -50,7 +50,7 @@ def test_td3_update_equals_stable_baselines3():
                              "agent.target_noise=0.0", "agent.device=cpu"])
     a = cfg.agent
     theirs = TD3("MlpPolicy", _Spaces(), learning_rate=a.actor_lr, batch_size=B, tau=a.tau,
-                 gamma=a.gamma, policy_delay=a.policy_delay, target_policy_noise=0.0,
+                 gamma=a.gamma, policy_delay=learner_config(a).policy_delay, target_policy_noise=0.0,
                  policy_kwargs={"net_arch": list(a.hidden)}, seed=0, device="cpu")
     theirs.set_logger(configure(None, []))
     ours = Learner(learner_config(a, cfg.replay), O, A, seed=0, device="cpu")
