@@ -23,6 +23,16 @@ the skinny ones (K or N of 1, 7, 20, 27) run far below the 256^3 peak. ``ratio_c
 those ceilings over SB3's rate in the same repetition: the most any fp32 implementation of the
 same maths could show against SB3 here. ``torch.compile`` is not used.
 
+**Ensembles (issue 16).** In the same interleaved repetitions, on the same sampler: the RLPD
+critic ensemble -- SAC with 10 LayerNorm critics computed as one batched computation
+(``BatchedCritic``: one ``baddbmm`` per layer), the target the min over 2 random members, the
+actor on the ensemble mean -- with the actor updated every 10th critic update (RLPD's G = 10,
+``ens10_g10``) and every 2nd (TD3's delay, ``ens10_g2``); the *same* learner with its 10
+critics looped one by one (``loop10_g10``, the reference the batched form replaces); SAC with 2
+critics (``sac2``); CrossQ (2 batch-renormalised critics, joint pass, delay 3, ``crossq``).
+``ratio_<arm>_over_td3`` is the median of per-repetition time ratios (cost of one update
+relative to one TD3 update; the goal for ``ens10_g10`` is <= 2.5).
+
     python bench/learner.py                 # 1M-row buffers (about two minutes)
     python bench/learner.py --quick         # 20k rows, seconds (CI: tests/unit/test_bench_learner.py)
 
@@ -147,9 +157,8 @@ def gemm_gflops(threads: int, seconds: float = 1.0) -> float:
 # -------------------------------------------------------------------------- ours
 
 
-def build_ours(rows: int, tmp: Path, seed: int):
-    from robot_rl.agents.config import LearnerConfig
-    from robot_rl.agents.learning import Learner
+def build_store(rows: int, tmp: Path, seed: int):
+    """Our real sampling path: a zarr store on disk, mirrored into RAM, sampled into Batches."""
     from robot_rl.config import ReplayConfig
     from robot_rl.replay import ReplayMirror, ReplaySampler, ReplayWriter
     from robot_rl.replay.synthetic import make_specs, synthetic_rows
@@ -164,17 +173,87 @@ def build_ours(rows: int, tmp: Path, seed: int):
         w.flush()
     sampler = ReplaySampler(ReplayMirror(path, rows), gamma=0.99, n_step=1, seed=seed)
     sampler.refresh()
-    build_s = time.perf_counter() - t0
-    cfg = LearnerConfig(algo="td3", hidden=HID, twin_critics=True, obs_normalization=False,
-                        policy_delay=2, target_noise=0.2, target_noise_clip=0.5, tau=0.005,
-                        actor_lr=3e-4, critic_lr=3e-4, batch_size=B, gamma=0.99)
-    learner = Learner(cfg, OBS, ACT, device="cpu", seed=seed)
+    return sampler, time.perf_counter() - t0
+
+
+#: learner arms beside TD3: LearnerConfig fields (obs normalisation off, batch 256, 256x256)
+ENSEMBLE_ARMS: dict[str, dict[str, Any]] = {
+    "ens10_g10": {"algo": "sac", "ensemble_size": 10, "target_subset": 2, "actor_q": "mean",
+                  "critic_norm": "layer", "policy_delay": 10},
+    "ens10_g2": {"algo": "sac", "ensemble_size": 10, "target_subset": 2, "actor_q": "mean",
+                 "critic_norm": "layer", "policy_delay": 2},
+    "loop10_g10": {"algo": "sac", "ensemble_size": 10, "target_subset": 2, "actor_q": "mean",
+                   "critic_norm": "layer", "policy_delay": 10, "looped": True},
+    "sac2": {"algo": "sac", "policy_delay": 1},
+    "crossq": {"algo": "crossq", "critic_norm": "batch_renorm", "policy_delay": 3,
+               "adam_beta1": 0.5},
+}
+
+
+def looped_learner_class():
+    """The RLPD learner with its critics looped one by one: the reference for BatchedCritic
+    (same maths: per-member Linear -> LayerNorm -> ReLU, the same subset and mean)."""
+    import torch
+    from torch import nn
+
+    from robot_rl.agents.sac.learning import SACLearner
+
+    class LoopedCritic(nn.Module):
+        def __init__(self, obs_dim, act_dim, hidden, n, **_):
+            super().__init__()
+            self.n = n
+
+            def member():
+                dims = [obs_dim + act_dim, *hidden]
+                layers: list[nn.Module] = []
+                for a, b in zip(dims[:-1], dims[1:]):
+                    layers += [nn.Linear(a, b), nn.LayerNorm(b), nn.ReLU()]
+                return nn.Sequential(*layers, nn.Linear(dims[-1], 1))
+
+            self.members = nn.ModuleList(member() for _ in range(n))
+
+        def forward(self, obs_n, action, members=None):
+            x = torch.cat([obs_n, action], -1)
+            idx = range(self.n) if members is None else members.tolist()
+            return torch.stack([self.members[i](x).squeeze(-1) for i in idx])
+
+        def weight_matrices(self):
+            return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+
+    class LoopedLearner(SACLearner):
+        def _make_critic(self):
+            c = self.config
+            return LoopedCritic(self.obs_dim, self.act_dim, c.critic_layers, c.ensemble_size)
+
+    return LoopedLearner
+
+
+def build_learner(sampler, seed: int, arm: str | None = None):
+    """A ``run(n)`` doing n updates of TD3 (``arm`` None) or of an ``ENSEMBLE_ARMS`` learner."""
+    from robot_rl.agents.config import LearnerConfig
+    from robot_rl.agents.learning import Learner
+
+    if arm is None:
+        cfg = LearnerConfig(algo="td3", hidden=HID, twin_critics=True, obs_normalization=False,
+                            policy_delay=2, target_noise=0.2, target_noise_clip=0.5, tau=0.005,
+                            actor_lr=3e-4, critic_lr=3e-4, batch_size=B, gamma=0.99)
+        learner = Learner(cfg, OBS, ACT, device="cpu", seed=seed)
+    else:
+        kw = dict(ENSEMBLE_ARMS[arm])
+        looped = kw.pop("looped", False)
+        cfg = LearnerConfig(hidden=HID, obs_normalization=False, batch_size=B, gamma=0.99,
+                            stochastic_actor=True, soft_target=True, learn_temperature=True,
+                            twin_critics=kw.get("ensemble_size", 2) == 2, **kw)
+        if looped:
+            learner = looped_learner_class()(cfg, OBS, ACT, device="cpu", seed=seed)
+        else:
+            learner = Learner(cfg, OBS, ACT, device="cpu", seed=seed)
 
     def run(n: int) -> None:
         for _ in range(n):
             learner.step(sampler.sample(B))
 
-    return run, build_s, len(sampler.mirror)
+    return run
 
 
 # -------------------------------------------------------------------------- SB3
@@ -240,6 +319,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--repeats", type=int, default=None, help="repetitions (interleaved)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (both sides)")
     ap.add_argument("--no-sb3", action="store_true", help="skip the SB3 side")
+    ap.add_argument("--no-ensembles", action="store_true",
+                    help="skip the ensemble / SAC / CrossQ arms (issue 16)")
     args = ap.parse_args(argv)
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     updates = args.updates or (20 if args.quick else 300)
@@ -252,7 +333,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     note = None
     sb3 = None
     with tempfile.TemporaryDirectory(prefix="bench_learner_") as tmp:
-        ours, ours_build_s, ours_rows = build_ours(rows, Path(tmp), seed)
+        sampler, ours_build_s = build_store(rows, Path(tmp), seed)
+        ours_rows = len(sampler.mirror)
+        ours = build_learner(sampler, seed)
+        arms = {} if args.no_ensembles else {a: build_learner(sampler, seed, a)
+                                               for a in ENSEMBLE_ARMS}
         if not args.no_sb3:
             try:
                 sb3, sb3_build_s, sb3_rows = build_sb3(rows, seed)
@@ -265,7 +350,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ours(5)  # warm-up (first-call allocations, kernels)
         if sb3:
             sb3(5)
-        res: dict[str, list[tuple[float, float]]] = {"ours": [], "sb3": []}
+        for run in arms.values():
+            run(5)
+        res: dict[str, list[tuple[float, float]]] = {"ours": [], "sb3": [], **{a: [] for a in arms}}
         gemm: list[float] = []
         gemm_only: list[float] = []
         for _ in range(repeats):
@@ -275,6 +362,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             res["ours"].append(timed(ours, updates))
             if sb3:
                 res["sb3"].append(timed(sb3, updates))
+            for a, run in arms.items():
+                res[a].append(timed(run, max(2, updates // 4) if a == "loop10_g10" else updates))
     flops = td3_update_flops(2)
     ideals = [g * 1e9 / flops["per_update"] for g in gemm]
     gflops = statistics.median(gemm)
@@ -311,6 +400,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # tighter: the update's own multiplies at the speed of their shapes, nothing else
         out["ratio_ceiling_gemm_only_over_sb3"] = statistics.median(
             g * r_s[0] / updates for g, r_s in zip(gemm_only, res["sb3"]))
+    n_of = {a: (max(2, updates // 4) if a == "loop10_g10" else updates) for a in arms}
+    for a in arms:
+        out[f"{a}_updates_per_s"] = statistics.median(n_of[a] / r[0] for r in res[a])
+        # cost of one update relative to one TD3 update, per repetition (same load)
+        out[f"ratio_{a}_over_td3"] = statistics.median(
+            (r_a[0] / n_of[a]) / (r_t[0] / updates) for r_a, r_t in zip(res[a], res["ours"]))
     out.update({
         "ideal_updates_per_s": ideal,
         "gemm_only_updates_per_s": statistics.median(gemm_only),

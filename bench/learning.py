@@ -147,17 +147,18 @@ def run_ours(arm: str, seed: int, root: str, resume: bool = False) -> None:
     spec = ARMS[arm]
     cfg = load_config(None, COMMON + spec["overrides"] + [
         f"run.total_steps={spec['budget']}", f"run.seed={seed}", f"run.root={root}",
-        f"run.name={arm}_s{seed}"])
+        f"run.name={arm}_s{seed}", f"run.eval_every={spec.get('eval_every', EVAL_EVERY)}"])
     torch.set_num_threads(cfg.agent.torch_threads or 1)
     train(cfg, resume=resume)
 
 
 def run_sb3(arm: str, seed: int, root: str) -> None:
-    """SB3 TD3 with the matching ours-arm's hyper-parameters; evaluation as ours (same seeds,
-    50 episodes)."""
+    """A peer library's learner with the matching ours-arm's hyper-parameters; evaluation as ours
+    (same seeds, 50 episodes, every ``eval_every`` env steps). ``spec["sb3"]``: ``"td3"`` or
+    ``"sac"`` (Stable-Baselines3), ``"crossq"`` (sbx, JAX: a separate venv, see
+    :data:`PEERS_VENV`)."""
     import numpy as np
     import torch
-    from stable_baselines3 import TD3
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.noise import NormalActionNoise
 
@@ -169,19 +170,42 @@ def run_sb3(arm: str, seed: int, root: str) -> None:
 
     torch.set_num_threads(1)
     spec = ARMS[arm]
+    kind = spec["sb3"] if isinstance(spec["sb3"], str) else "td3"
+    eval_every = spec.get("eval_every", EVAL_EVERY)
     cfg = load_config(None, COMMON + spec["overrides"] + [f"run.seed={seed}"])
     a = cfg.agent
     run_dir = Path(root) / f"{arm}_s{seed}"
     run_dir.mkdir(parents=True, exist_ok=False)
     env, eval_env = PandaEnv(cfg), PandaEnv(cfg)
     n_act = env.action_space.shape[0]
-    model = TD3("MlpPolicy", env, learning_rate=a.actor_lr, buffer_size=cfg.replay.capacity,
-                learning_starts=a.warmup_steps, batch_size=a.batch_size, tau=a.tau,
-                gamma=a.gamma, train_freq=1, gradient_steps=1,
-                policy_delay=learner_config(a, cfg.replay).policy_delay,
-                target_policy_noise=a.target_noise, target_noise_clip=a.target_noise_clip,
-                action_noise=NormalActionNoise(np.zeros(n_act), a.exploration_noise * np.ones(n_act)),
-                policy_kwargs={"net_arch": list(a.hidden)}, seed=seed, device="cpu")
+    common = dict(learning_rate=a.actor_lr, buffer_size=cfg.replay.capacity,
+                  learning_starts=a.warmup_steps, batch_size=a.batch_size, gamma=a.gamma,
+                  train_freq=1, gradient_steps=int(a.utd_ratio), seed=seed, device="cpu")
+    if kind == "td3":
+        from stable_baselines3 import TD3
+
+        model = TD3("MlpPolicy", env, tau=a.tau,
+                    policy_delay=learner_config(a, cfg.replay).policy_delay,
+                    target_policy_noise=a.target_noise, target_noise_clip=a.target_noise_clip,
+                    action_noise=NormalActionNoise(np.zeros(n_act), a.exploration_noise * np.ones(n_act)),
+                    policy_kwargs={"net_arch": list(a.hidden)}, **common)
+    elif kind == "sac":
+        from stable_baselines3 import SAC
+
+        ent = f"auto_{a.init_temperature}" if a.learn_temperature else a.init_temperature
+        model = SAC("MlpPolicy", env, tau=a.tau, ent_coef=ent, target_entropy="auto",
+                    policy_kwargs={"net_arch": list(a.hidden)}, **common)
+    elif kind == "crossq":
+        from sbx import CrossQ  # JAX; only in the peers venv (PEERS_VENV)
+
+        lc = learner_config(a, cfg.replay)
+        ent = f"auto_{a.init_temperature}" if a.learn_temperature else a.init_temperature
+        model = CrossQ("MlpPolicy", env, ent_coef=ent, policy_delay=lc.policy_delay,
+                       policy_kwargs={"net_arch": {"pi": list(a.hidden),
+                                                   "qf": list(lc.critic_layers)}},
+                       **{k: v for k, v in common.items() if k != "device"})
+    else:
+        raise ValueError(f"arm {arm}: unknown peer learner {kind!r}")
     t0 = time.time()
     f = open(run_dir / "eval.csv", "w", newline="")
     w = csv.DictWriter(f, ["env_steps", "wall_s", "success_rate", "mean_return",
@@ -190,7 +214,7 @@ def run_sb3(arm: str, seed: int, root: str) -> None:
 
     class Eval(BaseCallback):
         def _on_step(self) -> bool:
-            if self.num_timesteps % EVAL_EVERY == 0:
+            if self.num_timesteps % eval_every == 0:
                 r = evaluate(lambda o: self.model.predict(o, deterministic=True)[0], eval_env,
                              EVAL_EPISODES, cfg.run.eval_seed)
                 w.writerow({"env_steps": self.num_timesteps, "wall_s": round(time.time() - t0, 2),
@@ -201,8 +225,8 @@ def run_sb3(arm: str, seed: int, root: str) -> None:
             return True
 
     (run_dir / "provenance.json").write_text(json.dumps(
-        {**prov.provenance(), "arm": arm, "seed": seed, "config": cfg.model_dump(mode="json")},
-        indent=1))
+        {**prov.provenance(), "arm": arm, "seed": seed, "peer": kind,
+         "config": cfg.model_dump(mode="json")}, indent=1))
     model.learn(total_timesteps=spec["budget"], callback=Eval())
     f.close()
 
