@@ -269,25 +269,28 @@ class BatchedCritic(nn.Module):
     ``b_l`` of shape ``(N, 1, out)``; a layer is one ``baddbmm`` over all members. Initialised
     member by member exactly as ``N`` separate :class:`Critic` modules created in a row would be
     (``nn.Linear``'s default), so with the same seed it equals them up to float rounding
-    (tests/unit/test_agents_ensemble.py). ``forward`` returns ``(N, B)``; ``members`` (indices)
+    (tests/unit/test_agents_families.py). ``forward`` returns ``(N, B)``; ``members`` (indices)
     computes a subset only (REDQ's target: 2 of 10 members cost 2/10 of the work).
 
-    ``norm`` after every hidden linear layer, before the ReLU:
+    ``norm``, per member:
 
-    * ``"layer"`` -- LayerNorm with a per-member affine (RLPD: Ball et al. 2023);
-    * ``"batch"`` -- BatchNorm over the batch axis, per member, with running statistics for
-      eval mode (CrossQ: Bhatt et al. 2024);
-    * ``"batch_renorm"`` -- Batch Renormalization (Ioffe 2017) as CrossQ's final version uses:
-      ``xhat = (x - mu_B)/sigma_B * r + d`` with ``r = clip(sigma_B/sigma, 1/r_max, r_max)``,
-      ``d = clip((mu_B - mu)/sigma, -d_max, d_max)`` (both without gradient), r = 1 and d = 0
-      (plain BatchNorm) for the first ``renorm_warmup`` training passes.
+    * ``"layer"`` -- LayerNorm after every hidden linear layer, before the ReLU, with an affine
+      (RLPD, Ball et al. 2023: ``Dense -> LayerNorm -> ReLU``; eps 1e-6 as Flax);
+    * ``"batch"`` -- BatchNorm of the input ``[s, a]`` and after every hidden ReLU
+      (CrossQ, Bhatt et al. 2024, as sbx builds it: ``BN -> (Dense -> ReLU -> BN)* -> Dense``),
+      statistics over the batch axis, running statistics for eval mode, eps 1e-3;
+    * ``"batch_renorm"`` -- the same with Batch Renormalization (Ioffe 2017), CrossQ's final
+      version: ``xhat = (x - mu_B)/sigma_B * r + d`` with ``r = clip(sigma_B/sigma, 1/r_max,
+      r_max)``, ``d = clip((mu_B - mu)/sigma, -d_max, d_max)`` (both without gradient), r = 1
+      and d = 0 (plain BatchNorm) for the first ``renorm_warmup`` training passes.
 
     Running statistics: ``stat <- momentum * stat + (1 - momentum) * batch stat`` (Flax's
-    convention; torch's BatchNorm ``momentum`` is ``1 -`` this), unbiased batch variance.
+    convention; torch's BatchNorm ``momentum`` is ``1 -`` this), unbiased batch variance; they
+    move only in full-ensemble training passes.
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n: int = 2,
-                 *, norm: str = "none", momentum: float = 0.99, eps: float = 1e-5,
+                 *, norm: str = "none", momentum: float = 0.99, eps: float | None = None,
                  renorm_rmax: float = 3.0, renorm_dmax: float = 5.0, renorm_warmup: int = 0):
         super().__init__()
         if n < 1:
@@ -298,7 +301,9 @@ class BatchedCritic(nn.Module):
             raise ValueError(f"bn_momentum: expected a value in [0, 1), got {momentum}")
         self.n = int(n)
         self.norm = norm
-        self.momentum, self.eps = float(momentum), float(eps)
+        self.batch = norm in ("batch", "batch_renorm")
+        self.momentum = float(momentum)
+        self.eps = float(eps if eps is not None else (1e-3 if self.batch else 1e-6))
         self.rmax, self.dmax, self.renorm_warmup = float(renorm_rmax), float(renorm_dmax), int(renorm_warmup)
         dims = [int(obs_dim) + int(act_dim), *[int(h) for h in hidden], 1]
         self.dims = dims
@@ -309,20 +314,21 @@ class BatchedCritic(nn.Module):
         self.bias = nn.ParameterList(
             nn.Parameter(torch.stack([m.layers[i].bias.detach() for m in members]).unsqueeze(1).contiguous())
             for i in range(len(dims) - 1))
-        hidden_dims = dims[1:-1]
-        if norm != "none":
-            self.norm_weight = nn.ParameterList(nn.Parameter(torch.ones(self.n, 1, h)) for h in hidden_dims)
-            self.norm_bias = nn.ParameterList(nn.Parameter(torch.zeros(self.n, 1, h)) for h in hidden_dims)
-        if norm in ("batch", "batch_renorm"):
-            for i, h in enumerate(hidden_dims):
-                self.register_buffer(f"running_mean_{i}", torch.zeros(self.n, 1, h))
-                self.register_buffer(f"running_var_{i}", torch.ones(self.n, 1, h))
+        # widths of the normalised activations: the hidden layers; batch norms also the input
+        self.norm_dims = [] if norm == "none" else (dims[:-1] if self.batch else dims[1:-1])
+        if self.norm_dims:
+            self.norm_weight = nn.ParameterList(nn.Parameter(torch.ones(self.n, 1, h)) for h in self.norm_dims)
+            self.norm_bias = nn.ParameterList(nn.Parameter(torch.zeros(self.n, 1, h)) for h in self.norm_dims)
+        if self.batch:
+            for k, h in enumerate(self.norm_dims):
+                self.register_buffer(f"running_mean_{k}", torch.zeros(self.n, 1, h))
+                self.register_buffer(f"running_var_{k}", torch.ones(self.n, 1, h))
             self.register_buffer("num_batches", torch.zeros((), dtype=torch.int64))
 
     # -- normalisation ---------------------------------------------------------------------
 
-    def _batch_norm(self, x: torch.Tensor, i: int, sel: torch.Tensor | None) -> torch.Tensor:
-        rm, rv = getattr(self, f"running_mean_{i}"), getattr(self, f"running_var_{i}")
+    def _batch_norm(self, x: torch.Tensor, k: int, sel: torch.Tensor | None) -> torch.Tensor:
+        rm, rv = getattr(self, f"running_mean_{k}"), getattr(self, f"running_var_{k}")
         if sel is not None:
             rm, rv = rm.index_select(0, sel), rv.index_select(0, sel)
         if not self.training:
@@ -342,16 +348,16 @@ class BatchedCritic(nn.Module):
                 b = x.shape[1]
                 unbiased = var * (b / max(b - 1, 1))
                 m = self.momentum
-                getattr(self, f"running_mean_{i}").mul_(m).add_(mu.detach(), alpha=1 - m)
-                getattr(self, f"running_var_{i}").mul_(m).add_(unbiased.detach(), alpha=1 - m)
+                getattr(self, f"running_mean_{k}").mul_(m).add_(mu.detach(), alpha=1 - m)
+                getattr(self, f"running_var_{k}").mul_(m).add_(unbiased.detach(), alpha=1 - m)
         return xhat
 
-    def _normalize(self, x: torch.Tensor, i: int, sel: torch.Tensor | None) -> torch.Tensor:
-        if self.norm == "layer":
-            x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+    def _normalize(self, x: torch.Tensor, k: int, sel: torch.Tensor | None) -> torch.Tensor:
+        if self.batch:
+            x = self._batch_norm(x, k, sel)
         else:
-            x = self._batch_norm(x, i, sel)
-        w, b = self.norm_weight[i], self.norm_bias[i]
+            x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        w, b = self.norm_weight[k], self.norm_bias[k]
         if sel is not None:
             w, b = w.index_select(0, sel), b.index_select(0, sel)
         return x * w + b  # (cheaper in backward than addcmul's, which scales by its value)
@@ -365,17 +371,21 @@ class BatchedCritic(nn.Module):
         n = self.n if members is None else int(members.shape[0])
         last = len(self.weight) - 1
         h = x.unsqueeze(0).expand(n, *x.shape)
+        if self.batch:
+            h = self._normalize(h, 0, members)
         for i in range(last + 1):
             w, b = self.weight[i], self.bias[i]
             if members is not None:
                 w, b = w.index_select(0, members), b.index_select(0, members)
             h = torch.baddbmm(b, h, w)
             if i < last:
-                if self.norm != "none":
+                if self.norm == "layer":
                     h = self._normalize(h, i, members)
                 # in place on a fresh tensor whose producers' backward does not need it
                 h = F.relu(h, inplace=True)
-        if self.training and self.norm in ("batch", "batch_renorm") and members is None:
+                if self.batch:
+                    h = self._normalize(h, i + 1, members)
+        if self.training and self.batch and members is None:
             self.num_batches.add_(1)
         return h.squeeze(-1)
 

@@ -130,14 +130,15 @@ def test_layer_norm_ensemble_equals_per_member_layer_norm_critics():
             h = h @ ens.weight[layer][i] + ens.bias[layer][i]
             if layer < 2:
                 h = F.layer_norm(h, (8,), ens.norm_weight[layer][i, 0], ens.norm_bias[layer][i, 0],
-                                 eps=1e-5)
+                                 eps=1e-6)
                 h = F.relu(h)
         torch.testing.assert_close(q[i], h.squeeze(-1), rtol=1e-5, atol=1e-6)
 
 
 def _one_unit_bn_critic(norm="batch"):
-    """Q(s, a) = relu(BN(s)): 1 member, obs 1 + act 1 -> 1 hidden unit (weights [1, 0]) -> 1."""
-    c = BatchedCritic(1, 1, (1,), n=1, norm=norm, eps=0.0)
+    """1 member, obs 1 + act 1 -> 1 hidden unit (weights [1, 0], i.e. the normalised s) -> 1:
+    ``Q(s, a) = BN_1(relu(BN_in(s)))`` (CrossQ's ``BN -> Dense -> ReLU -> BN -> Dense``)."""
+    c = BatchedCritic(1, 1, (1,), n=1, norm=norm, eps=1e-12)
     with torch.no_grad():
         c.weight[0].copy_(T([[[1.0], [0.0]]]))
         c.bias[0].zero_()
@@ -151,36 +152,50 @@ def test_crossq_joint_pass_normalises_over_both_halves():
     s, s2 = T([[1.0], [3.0]]), T([[5.0], [7.0]])
     a = torch.zeros(2, 1)
     q, q_next = joint_pass(c, s, a, s2, a)
-    # joint batch [1, 3, 5, 7]: mean 4, var 5 -> (h - 4)/sqrt(5) -> relu
-    r5 = math.sqrt(5.0)
-    assert q.tolist() == [[pytest.approx(0.0), pytest.approx(0.0)]]
-    assert q_next.tolist() == [[pytest.approx(1 / r5), pytest.approx(3 / r5)]]
+    # input BN over the joint batch [1, 3, 5, 7]: mean 4, var 5 -> [-3, -1, 1, 3]/sqrt(5);
+    # relu -> [0, 0, 1, 3]/sqrt(5): mean 1/sqrt(5), var 0.3 -> BN -> [-1, -1, 0, 2] * sqrt(2/3)
+    k = math.sqrt(2 / 3)
+    assert q[0].tolist() == pytest.approx([-k, -k], abs=1e-5)
+    assert q_next[0].tolist() == pytest.approx([0.0, 2 * k], abs=1e-5)
     assert not q_next.requires_grad and q.requires_grad
-    # two separate passes would normalise each half on its own: [0, 1] both times
+    # a pass over s alone normalises it on its own: [1, 3] -> [-1, 1] -> [0, 1] -> [-1, 1]
     c2 = _one_unit_bn_critic()
-    assert c2(s, a).tolist() == [[0.0, 1.0]] and c2(s2, a).tolist() == [[0.0, 1.0]]
-    # running statistics: 0.99 * 0 + 0.01 * 4, 0.99 * 1 + 0.01 * (unbiased var 20/3)
-    assert c.running_mean_0.item() == pytest.approx(0.04)
-    assert c.running_var_0.item() == pytest.approx(0.99 + 0.01 * 20 / 3)
-    c.eval()  # eval mode uses them
-    assert c(T([[4.0]]), T([[0.0]])).item() == pytest.approx(
-        (4.0 - 0.04) / math.sqrt(0.99 + 0.01 * 20 / 3))
+    assert c2(s, a)[0].tolist() == pytest.approx([-1.0, 1.0], abs=1e-5)
+    # running statistics of the input: 0.99 * 0 + 0.01 * 4, 0.99 * 1 + 0.01 * (unbiased 20/3)
+    assert c.running_mean_0[0, 0].tolist() == pytest.approx([0.04, 0.0])
+    assert c.running_var_0[0, 0, 0].item() == pytest.approx(0.99 + 0.01 * 20 / 3)
+    c.eval()  # eval mode normalises with them
+    with torch.no_grad():
+        c.running_mean_1.fill_(0.5)
+        c.running_var_1.fill_(0.25)
+    x_in = (4.0 - 0.04) / math.sqrt(0.99 + 0.01 * 20 / 3)
+    assert c(T([[4.0]]), T([[0.0]])).item() == pytest.approx((x_in - 0.5) / 0.5, abs=1e-5)
 
 
 def test_batch_renorm_corrects_with_r_and_d_after_warmup():
-    c = _one_unit_bn_critic("batch_renorm")
-    c.renorm_warmup = 1
-    with torch.no_grad():
-        c.running_mean_0.fill_(2.0)
-        c.running_var_0.fill_(4.0)
-    x, a = T([[1.0], [3.0]]), torch.zeros(2, 1)
-    c.num_batches.fill_(0)
-    assert c(x, a).tolist() == [[0.0, 1.0]]  # warm-up: plain batch norm, r = 1, d = 0
-    with torch.no_grad():
-        c.running_mean_0.fill_(2.0)
-        c.running_var_0.fill_(4.0)
-    # batch mean 2, std 1; running mean 2, std 2: r = 1/2, d = 0 -> [-1, 1] * 0.5
-    assert c(x, a).tolist() == [[0.0, 0.5]]
+    c = BatchedCritic(1, 0, (1,), n=1, norm="batch_renorm", eps=1e-12, renorm_warmup=1)
+    with torch.no_grad():  # Q(s) = BN_1(relu(BN_in(s))) with unit weights
+        for w in c.weight:
+            w.fill_(1.0)
+        for b in c.bias:
+            b.zero_()
+    x, a = T([[1.0], [3.0]]), torch.zeros(2, 0)
+
+    def stats(mean, var):
+        with torch.no_grad():
+            c.running_mean_0.fill_(mean)
+            c.running_var_0.fill_(var)
+            c.running_mean_1.fill_(0.0)
+            c.running_var_1.fill_(1.0)
+
+    stats(2.0, 4.0)
+    first = c(x, a)  # warm-up: plain batch norm, r = 1, d = 0: [1, 3] -> [-1, 1] -> [0, 1]
+    assert first[0].tolist() == pytest.approx([-1.0, 1.0], abs=1e-5)
+    stats(2.0, 4.0)
+    # batch mean 2, std 1; running mean 2, std 2: r = 1/2, d = 0 -> input [-0.5, 0.5] ->
+    # relu [0, 0.5]: the second norm (running mean 0, var 1, batch mean 0.25, std 0.25):
+    # r = clip(0.25, 1/3, 3) = 1/3, d = clip(0.25, -5, 5) = 0.25 -> [-1, 1]/3 + 0.25
+    assert c(x, a)[0].tolist() == pytest.approx([-1 / 3 + 0.25, 1 / 3 + 0.25], abs=1e-5)
 
 
 # --------------------------------------------------------------------------- registry, config
