@@ -392,6 +392,10 @@ class AgentConfig(_Section):
     critic_norm: Literal["none", "layer", "batch", "batch_renorm"] | None = Field(
         None, description="sac, crossq: normalisation after each hidden critic layer: layer "
         "(RLPD's LayerNorm), batch or batch_renorm (CrossQ); None: sac none, crossq batch_renorm")
+    critic_norm_where: Literal["auto", "before_relu", "after_relu"] = Field(
+        "auto", description="sac, crossq: where critic_norm sits -- before_relu (Dense -> Norm "
+        "-> ReLU; auto for layer, as RLPD) or after_relu (Norm of the input [s, a], then Dense "
+        "-> ReLU -> Norm; auto for the batch norms, as CrossQ's code and sbx)")
     bn_momentum: float = Field(
         0.99, ge=0, lt=1, description="batch norms: running statistic <- m*stat + (1-m)*batch")
     renorm_warmup: int = Field(

@@ -76,6 +76,7 @@ class LearnerConfig:
     target_subset: int = 2  # the TD target takes the min over M random members (REDQ/RLPD: 2)
     actor_q: Literal["min", "mean"] = "min"  # the actor maximises min_i Q_i or mean_i Q_i
     critic_norm: Literal["none", "layer", "batch", "batch_renorm"] = "none"  # after hidden layers
+    critic_norm_where: Literal["auto", "before_relu", "after_relu"] = "auto"  # norm placement
     critic_hidden: tuple[int, ...] | None = None  # critic layer sizes (None: hidden)
     bn_momentum: float = 0.99  # batch norms: running stat <- m * stat + (1 - m) * batch stat
     renorm_warmup: int = 0  # batch_renorm: plain batch norm for this many training passes

@@ -260,6 +260,8 @@ def default_threads() -> int:
 
 #: normalisation after each hidden linear layer of a :class:`BatchedCritic`
 CRITIC_NORMS = ("none", "layer", "batch", "batch_renorm")
+#: where the norms sit (auto: before_relu for layer, after_relu for batch norms)
+CRITIC_NORM_WHERE = ("auto", "before_relu", "after_relu")
 
 
 class BatchedCritic(nn.Module):
@@ -273,6 +275,10 @@ class BatchedCritic(nn.Module):
     computes a subset only (REDQ's target: 2 of 10 members cost 2/10 of the work).
 
     ``norm``, per member:
+
+    ``where`` (``auto``: as those papers place them) overrides the placement: ``before_relu``
+    (``Dense -> Norm -> ReLU``, no input norm) or ``after_relu`` (``Norm(input)``, then
+    ``Dense -> ReLU -> Norm``).
 
     * ``"layer"`` -- LayerNorm after every hidden linear layer, before the ReLU, with an affine
       (RLPD, Ball et al. 2023: ``Dense -> LayerNorm -> ReLU``; eps 1e-6 as Flax);
@@ -290,8 +296,9 @@ class BatchedCritic(nn.Module):
     """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), n: int = 2,
-                 *, norm: str = "none", momentum: float = 0.99, eps: float | None = None,
-                 renorm_rmax: float = 3.0, renorm_dmax: float = 5.0, renorm_warmup: int = 0):
+                 *, norm: str = "none", where: str = "auto", momentum: float = 0.99,
+                 eps: float | None = None, renorm_rmax: float = 3.0, renorm_dmax: float = 5.0,
+                 renorm_warmup: int = 0):
         super().__init__()
         if n < 1:
             raise ValueError(f"n: expected >= 1 critics, got {n}")
@@ -299,9 +306,15 @@ class BatchedCritic(nn.Module):
             raise ValueError(f"critic_norm: expected one of {CRITIC_NORMS}, got {norm!r}")
         if not 0 <= momentum < 1:
             raise ValueError(f"bn_momentum: expected a value in [0, 1), got {momentum}")
+        if where not in CRITIC_NORM_WHERE:
+            raise ValueError(f"critic_norm_where: expected one of {CRITIC_NORM_WHERE}, got {where!r}")
         self.n = int(n)
         self.norm = norm
         self.batch = norm in ("batch", "batch_renorm")
+        if where == "auto":
+            where = "after_relu" if self.batch else "before_relu"
+        #: before_relu: Dense -> Norm -> ReLU; after_relu: Norm(input), (Dense -> ReLU -> Norm)*
+        self.where = where
         self.momentum = float(momentum)
         self.eps = float(eps if eps is not None else (1e-3 if self.batch else 1e-6))
         self.rmax, self.dmax, self.renorm_warmup = float(renorm_rmax), float(renorm_dmax), int(renorm_warmup)
@@ -315,7 +328,8 @@ class BatchedCritic(nn.Module):
             nn.Parameter(torch.stack([m.layers[i].bias.detach() for m in members]).unsqueeze(1).contiguous())
             for i in range(len(dims) - 1))
         # widths of the normalised activations: the hidden layers; batch norms also the input
-        self.norm_dims = [] if norm == "none" else (dims[:-1] if self.batch else dims[1:-1])
+        self.norm_dims = ([] if norm == "none" else
+                          dims[:-1] if self.where == "after_relu" else dims[1:-1])
         if self.norm_dims:
             self.norm_weight = nn.ParameterList(nn.Parameter(torch.ones(self.n, 1, h)) for h in self.norm_dims)
             self.norm_bias = nn.ParameterList(nn.Parameter(torch.zeros(self.n, 1, h)) for h in self.norm_dims)
@@ -371,7 +385,9 @@ class BatchedCritic(nn.Module):
         n = self.n if members is None else int(members.shape[0])
         last = len(self.weight) - 1
         h = x.unsqueeze(0).expand(n, *x.shape)
-        if self.batch:
+        normed = self.norm != "none"
+        after = normed and self.where == "after_relu"
+        if after:
             h = self._normalize(h, 0, members)
         for i in range(last + 1):
             w, b = self.weight[i], self.bias[i]
@@ -379,11 +395,11 @@ class BatchedCritic(nn.Module):
                 w, b = w.index_select(0, members), b.index_select(0, members)
             h = torch.baddbmm(b, h, w)
             if i < last:
-                if self.norm == "layer":
+                if normed and not after:
                     h = self._normalize(h, i, members)
                 # in place on a fresh tensor whose producers' backward does not need it
                 h = F.relu(h, inplace=True)
-                if self.batch:
+                if after:
                     h = self._normalize(h, i + 1, members)
         if self.training and self.batch and members is None:
             self.num_batches.add_(1)

@@ -28,5 +28,6 @@ def check(cfg: Any) -> None:
 
 
 def architecture(cfg: Any) -> dict[str, Any]:
-    return {"ensemble_size": cfg.ensemble_size, "critic_hidden": list(cfg.critic_layers),
-            "critic_norm": cfg.critic_norm}
+    from robot_rl.agents.sac.config import architecture as ensemble_architecture
+
+    return ensemble_architecture(cfg)

@@ -28,6 +28,7 @@ def resolve_ensemble(agent: Any, *, norm_default: str, delay_default: int,
         target_subset=m,
         actor_q=actor_q,
         critic_norm=agent.critic_norm or norm_default,
+        critic_norm_where=agent.critic_norm_where,
         bn_momentum=agent.bn_momentum,
         renorm_warmup=agent.renorm_warmup,
         policy_delay=agent.policy_delay or delay_default,
@@ -54,5 +55,8 @@ def check(cfg: Any) -> None:
 
 def architecture(cfg: Any) -> dict[str, Any]:
     """Ensemble size, critic layers and normalisation fix the critic's tensors."""
-    return {"ensemble_size": cfg.ensemble_size, "critic_hidden": list(cfg.critic_layers),
+    arch = {"ensemble_size": cfg.ensemble_size, "critic_hidden": list(cfg.critic_layers),
             "critic_norm": cfg.critic_norm}
+    if cfg.critic_norm_where != "auto":
+        arch["critic_norm_where"] = cfg.critic_norm_where
+    return arch

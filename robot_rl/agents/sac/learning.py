@@ -65,7 +65,8 @@ class SACLearner(LearnerBase):
     def _make_critic(self) -> BatchedCritic:
         cfg = self.config
         return BatchedCritic(self.obs_dim, self.act_dim, cfg.critic_layers, n=cfg.ensemble_size,
-                             norm=cfg.critic_norm, momentum=cfg.bn_momentum,
+                             norm=cfg.critic_norm, where=cfg.critic_norm_where,
+                             momentum=cfg.bn_momentum,
                              renorm_warmup=cfg.renorm_warmup)
 
     def _build_optimizers(self) -> None:

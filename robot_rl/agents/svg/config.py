@@ -5,7 +5,8 @@ from typing import Any
 
 from robot_rl.agents.registry import refuse_unused
 
-_NOT_USED = ("ensemble_size", "target_subset", "actor_q", "critic_norm", "critic_hidden",
+_NOT_USED = ("ensemble_size", "target_subset", "actor_q", "critic_norm", "critic_norm_where",
+             "critic_hidden",
              "learn_temperature", "init_temperature", "target_entropy", "temperature_lr")
 
 
