@@ -104,6 +104,9 @@ class NumpyPolicy:
                   for i in range(n)]
         self.b = [sd[f"net.layers.{i}.bias"].astype(np.float32) for i in range(n)]
         self.gaussian = arch["kind"] == "gaussian"
+        #: acts on its deterministic action plus exploration noise (BehaviourPolicy), also for
+        #: a Gaussian policy
+        self.stochastic = False
         self.scale = sd["action_scale"].astype(np.float32)
         self.bias = sd["action_bias"].astype(np.float32)
 
@@ -244,12 +247,12 @@ class ActorCore:
         cfg: the run config (task, robot, agent, sim, run).
         robot_id: this robot's index.
         session: the actor session (random per start, :func:`new_session`).
-        seed: seeds the exploration noise and the warm-up actions.
+        seed: seeds the exploration noise (``seed``) and the warm-up actions (``seed + 1``).
     """
 
     def __init__(self, cfg: Config, robot_id: int, session: int, seed: int) -> None:
         from robot_rl.actions import ActionMapper
-        from robot_rl.agents.exploration import make_noise
+        from robot_rl.agents.acting import BehaviourPolicy
         from robot_rl.kinematics import Kinematics
 
         self.cfg = cfg
@@ -266,8 +269,8 @@ class ActorCore:
         from robot_rl.agents.config import config_hash
 
         self.config_hash = config_hash(self.architecture)
-        self.noise = make_noise(cfg.agent, self.act_spec.dim, seed=seed)
-        self.rng = np.random.default_rng(seed + 1)
+        # warmup=0: the graph's warm-up is the learner's, which publishes no policy before it
+        self.behaviour = BehaviourPolicy(cfg.agent, self.low, self.high, seed=seed, warmup=0)
         self.policy: Any = None
         self.policy_version = 0
         self.policies_rejected = 0
@@ -318,13 +321,9 @@ class ActorCore:
         return obs, self.task.distance(s)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """The behaviour action ``clip(pi(s) + eps)``; uniform in the bounds before a policy."""
-        from robot_rl.agents.exploration import behaviour_action
-
-        if self.policy is None:
-            return self.rng.uniform(self.low, self.high).astype(np.float32)
-        return behaviour_action(self.policy(obs), self.noise.sample(self.env_steps), self.low,
-                                self.high)
+        """The behaviour action ``clip(pi(s) + eps)`` (:class:`~robot_rl.agents.acting.
+        BehaviourPolicy`); uniform in the bounds before a policy arrived."""
+        return self.behaviour(obs, self.policy, self.env_steps)
 
     def outcome(self, distance: float, step_index: int) -> tuple[float, bool, bool, bool]:
         """``(reward, terminated, truncated, success)`` of reaching a state at ``distance`` after
@@ -352,7 +351,7 @@ class ActorCore:
         self.episode_id = episode_id_for(self.session, self.episode_counter)
         self.step_index = 0
         self.episode_return = 0.0
-        self.noise.reset()
+        self.behaviour.reset()
         return self.episode_id
 
     def end_episode(self, success: bool) -> None:

@@ -12,12 +12,16 @@ updates, and turns the results into messages and files.
   :class:`~robot_rl.replay.ReplaySampler` configured exactly as the trainer configures it
   (``agent.demo_fraction`` / ``agent.demo_sampling``, ``agent.n_step``, ``replay.prioritized``
   and the PER settings). A store created for another observation/action spec is refused.
-* **Pacing.** *env steps* are the store's policy rows (``source=policy``). As in the trainer,
-  after ``n`` env steps the learner has done ``floor((n - agent.warmup_steps) * agent.utd_ratio)``
-  updates (:class:`~robot_rl.agents.schedule.UpdateSchedule`), and none before the mirror holds a
-  batch (``agent.batch_size`` rows). Demo rows are sampled but, as in the trainer, do not earn
-  updates. The updates run in slices of at most ``slice_s`` seconds on a timer, so the node
-  stays responsive (diagnostics, Ctrl-C) whatever the backlog. PER priorities are updated after
+* **Pacing.** The trainer's loop, :class:`~robot_rl.agents.loop.TrainingLoop`: this node feeds it
+  the store's commit length every ``refresh_s`` and runs its updates in slices of at most
+  ``slice_s`` seconds on a timer, so the node stays responsive (diagnostics, Ctrl-C) whatever
+  the backlog; it publishes, checkpoints and evaluates when the loop says so. *env steps* are the
+  store's policy rows (``source=policy``). As in the trainer, after ``n`` env steps the learner
+  has done ``floor((n - agent.warmup_steps) * agent.utd_ratio)`` updates
+  (:class:`~robot_rl.agents.schedule.UpdateSchedule`), and none before the pool holds a batch
+  (``agent.batch_size`` rows); new rows earn their updates, sampled from the rows the node held
+  before them, then join the pool (at once when newer rows are committed meanwhile). Demo rows
+  are sampled but, as in the trainer, do not earn updates. PER priorities are updated after
   every step, as in the trainer. ``total_updates`` > 0 stops training there (the node stays up,
   so its latched policy stays available).
 * **Policy.** Every ``publish_every`` updates the actor is exported
@@ -42,7 +46,8 @@ updates, and turns the results into messages and files.
   :func:`~robot_rl.agents.trainer.evaluate`, one episode per timer tick. Rows go to
   ``<run_dir>/eval.csv`` (the trainer's columns) and TensorBoard. pybullet is imported only then.
 * **Logs.** TensorBoard scalars in ``<run_dir>/tb`` (``train/*`` losses, updates/s, version,
-  rows; ``eval/*``; step = env steps, as in the trainer), a progress line every ``log_every_s``,
+  rows; ``eval/*``; step = env steps, as in the trainer), a progress line every ``log_every_s``
+  (and a last one on shutdown),
   ``/diagnostics`` once a second (state, updates, updates_per_s, update_target (what the UTD
   ratio asks for now), updates_behind, policy_version, rows, demo_rows, env_steps,
   eval_success_rate, eval_env_steps, checkpoint), and
@@ -91,7 +96,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
     "nice": (10, "raise this process's niceness to this value at start (never lowered)"),
     "slice_s": (0.05, "longest run of updates between two executor turns (s)"),
     "refresh_s": (0.1, "how often the store is tailed for new rows (s)"),
-    "refresh_rows": (65536, "most store rows mirrored per timer tick"),
+    "refresh_rows": (65536, "most store rows taken in per timer tick"),
     "log_every_s": (10.0, "seconds between progress lines (and TensorBoard train scalars)"),
     "allowance_topic": ("/rl/env_step_allowance",
                         "std_msgs/UInt64: env steps the sim may still take beyond the policy rows "
@@ -154,14 +159,12 @@ class LearnerNode(Node):
         from robot_rl.agents.config import config_hash, learner_config
         from robot_rl.agents.learning import Learner
         from robot_rl.agents.networks import resolve_device, set_torch_threads
-        from robot_rl.agents.schedule import UpdateSchedule
         from robot_rl.tasks import make_task
 
         agent = cfg.agent
         try:
             self.threads = set_torch_threads(agent.torch_threads or 1)
             self.device = resolve_device(agent.device)
-            self.sched = UpdateSchedule(agent.utd_ratio, agent.warmup_steps)
             self.obs_spec = make_task(cfg.task, cfg.robot).observation_spec
             self.act_spec = ActionMapper(cfg.task, cfg.robot).spec
         except ValueError as e:
@@ -220,17 +223,12 @@ class LearnerNode(Node):
 
         # -- state ---------------------------------------------------------------------------
         self.sampler = None  # set once the store is open
+        self.loop = None  # the TrainingLoop, once the store is open (and a checkpoint resumed)
         self.state = "waiting for store"
-        self.ready = False  # learner state is valid (fresh, or resumed): checkpoints allowed
         self.last_ckpt: Path | None = self.checkpoint
-        self.last_ckpt_updates: int | None = None
-        self.last_ckpt_time = time.monotonic()
         self.last_publish_updates = 0
-        self.next_publish = p["publish_every"]
-        self.next_eval: int | None = None
         self.last_eval: dict[str, Any] | None = None
         self._eval_run: dict[str, Any] | None = None
-        self.last_metrics: dict[str, Any] = {}
         self._waiting_logged: str | None = None
         self._next_open_try = 0.0
         self._next_refresh = 0.0
@@ -335,6 +333,7 @@ class LearnerNode(Node):
 
     def _try_open_store(self) -> bool:
         """Open the store if it is there (else log once and wait); resume; start training."""
+        from robot_rl.agents.loop import TrainingLoop
         from robot_rl.replay import ReplayMirror, ReplaySampler, StoreError
 
         now = time.monotonic()
@@ -362,14 +361,19 @@ class LearnerNode(Node):
         self.mirror = mirror
         if self.checkpoint is not None:
             self._resume()
-        self.ready = True
-        self.sched.done = self.learner.num_steps
-        self.last_ckpt_updates = self.learner.num_steps if self.checkpoint else None
+        p = self.params
+        self.loop = loop = TrainingLoop(
+            self.learner, self.sampler, utd_ratio=agent.utd_ratio,
+            warmup_steps=agent.warmup_steps, device=self.device,
+            total_updates=p["total_updates"], publish_every=p["publish_every"],
+            eval_every=self.cfg.run.eval_every if self.eval_env is not None else None,
+            checkpoint_dir=self.ckpt_dir, checkpoint_every_s=p["checkpoint_every_s"],
+            keep_checkpoints=p["keep_checkpoints"])
+        loop.restore(env_steps=mirror.online_seen, updates_done=self.learner.num_steps)
+        if self.checkpoint is not None:
+            loop.last_checkpoint = self.checkpoint
+            loop.checkpoint_updates = self.learner.num_steps
         self.last_publish_updates = self.learner.num_steps
-        pe = self.params["publish_every"]
-        self.next_publish = (self.learner.num_steps // pe + 1) * pe
-        ev = self.cfg.run.eval_every
-        self.next_eval = (self.env_steps // ev + 1) * ev
         self._log_mark = (time.monotonic(), self.learner.num_steps)
         self._diag_mark = self._log_mark
         self.state = "warm-up"
@@ -396,7 +400,7 @@ class LearnerNode(Node):
         self.version = max(self.version, int(ex.get("version", 0)))
         self.get_logger().info(
             f"resumed from {path} at {self.learner.num_steps} updates, {self.mirror.mirrored} "
-            f"rows ({self.env_steps} env steps, {self.mirror.n_demo} demo rows); policy "
+            f"rows ({self.mirror.online_seen} env steps, {self.mirror.n_demo} demo rows); policy "
             f"version continues above {self.version}")
 
     def _write_provenance(self) -> None:
@@ -420,17 +424,8 @@ class LearnerNode(Node):
 
     @property
     def env_steps(self) -> int:
-        """Policy rows mirrored so far (the trainer's env steps)."""
-        return self.mirror.online_seen if self.sampler is not None else 0
-
-    def _updates_left(self) -> int:
-        total = self.params["total_updates"]
-        left = self.sched.target(self.env_steps) - self.sched.done
-        if total:
-            left = min(left, total - self.learner.num_steps)
-        if len(self.mirror) < self.lcfg.batch_size:
-            return 0
-        return max(0, left)
+        """Policy rows taken in from the store so far (the trainer's env steps)."""
+        return self.loop.env_steps if self.loop is not None else 0
 
     # ------------------------------------------------------------------ the loop
 
@@ -451,12 +446,13 @@ class LearnerNode(Node):
         if total and self.learner.num_steps >= total:
             return 2**63 - 1
         slack = self.params["allowance_slack"]
-        if self.sampler is None:
+        if self.loop is None:
             return slack
-        ratio = self.sched.ratio
-        done = self.sched.done
+        sched = self.loop.schedule
+        ratio = sched.ratio
+        done = sched.done
         steps = -(-done * ratio.denominator // ratio.numerator)  # ceil(done / ratio)
-        limit = max(self.sched.warmup, self.lcfg.batch_size) + int(steps) + slack
+        limit = max(sched.warmup, self.lcfg.batch_size) + int(steps) + slack
         return max(0, limit - self.env_steps)
 
     def _publish_allowance(self) -> None:
@@ -471,26 +467,23 @@ class LearnerNode(Node):
 
     def on_tick(self) -> None:
         self._publish_allowance()
-        if self.sampler is None:
+        if self.loop is None:
             self._try_open_store()
             return
+        loop = self.loop
         now = time.monotonic()
         if now >= self._next_refresh:
             self._next_refresh = now + self.params["refresh_s"]
-            length = self.mirror.reader.commit().length
-            if length > self.mirror.mirrored:
-                self.sampler.refresh(min(length, self.mirror.mirrored
-                                         + self.params["refresh_rows"]))
-                self._check_demo_sampling()
+            loop.take_in(self.mirror.reader.commit().length, self.params["refresh_rows"])
+            self._check_demo_sampling()
         if self._eval_run is not None:
             self._eval_episode()
-        elif self.eval_env is not None and self.env_steps >= self.next_eval:
+        elif loop.eval_due():
             self._start_eval()
         self._train_slice()
-        now = time.monotonic()
-        if (now - self.last_ckpt_time >= self.params["checkpoint_every_s"]
-                and self.learner.num_steps != self.last_ckpt_updates):
+        if loop.checkpoint_due():
             self.save_checkpoint()
+        now = time.monotonic()
         if now >= self._next_log:
             self._log_progress(now)
 
@@ -505,41 +498,26 @@ class LearnerNode(Node):
                 "sampled; set agent.demo_fraction (e.g. 0.5) or agent.demo_sampling=union")
 
     def _train_slice(self) -> None:
-        left = self._updates_left()
-        total = self.params["total_updates"]
-        if left <= 0:
-            if total and self.learner.num_steps >= total:
-                if not self._done_logged:
-                    self._done_logged = True
-                    self.state = "done"
-                    if self.learner.num_steps != self.last_publish_updates:
-                        self.publish_policy("total_updates")
-                    self.save_checkpoint()
-                    self.get_logger().info(f"reached total_updates={total}: training stopped; "
-                                           "the policy stays published")
-            elif self.learner.num_steps > 0 or self.sched.target(self.env_steps) > 0:
-                self.state = "training"
+        loop = self.loop
+        if loop.finished:
+            if not self._done_logged:
+                self._done_logged = True
+                self.state = "done"
+                if self.learner.num_steps != self.last_publish_updates:
+                    self.publish_policy("total_updates")
+                self.save_checkpoint()
+                self.get_logger().info(f"reached total_updates={loop.total_updates}: training "
+                                       "stopped; the policy stays published")
             return
-        self.state = "training"
-        learner, sampler = self.learner, self.sampler
-        B = self.lcfg.batch_size
-        on_cpu = self.device.type == "cpu"
-        prioritized = sampler.prioritized
         deadline = time.perf_counter() + self.params["slice_s"]
-        while left > 0:
-            batch = sampler.sample(B)
-            self.last_metrics = learner.step(batch if on_cpu else batch.to(self.device, True))
-            if prioritized:
-                sampler.update_priorities(batch.indices, learner.last_priorities.cpu(),
-                                          rows=batch.rows)
-            self.sched.done += 1
-            left -= 1
-            if learner.num_steps >= self.next_publish:
+        while True:
+            r = loop.train(deadline=deadline)
+            if r.publish:
                 self.publish_policy()
-                pe = self.params["publish_every"]
-                self.next_publish = (learner.num_steps // pe + 1) * pe
-            if time.perf_counter() >= deadline:
+            if not r.publish or time.perf_counter() >= deadline:
                 break
+        if self.learner.num_steps > 0 or loop.target() > 0:
+            self.state = "training"
 
     # ------------------------------------------------------------------ policy
 
@@ -578,51 +556,38 @@ class LearnerNode(Node):
     def save_checkpoint(self, final: bool = False) -> Path | None:
         from robot_rl.agents.checkpoint import save_checkpoint
 
-        self.last_ckpt_time = time.monotonic()
-        n = self.learner.num_steps
-        if not self.ready or n == self.last_ckpt_updates or (n == 0 and self.last_ckpt is None):
+        loop = self.loop
+        if loop is None:  # the learner's state is valid (fresh or resumed) once the store is open
             return None
-        path = self.ckpt_dir / f"ckpt_{n:09d}.safetensors"
-        extra = {"updates": n, "updates_done": self.sched.done, "version": self.version,
+        loop.checkpoint_tried()
+        n = self.learner.num_steps
+        if n == loop.checkpoint_updates or (n == 0 and self.last_ckpt is None):
+            return None
+        path = loop.checkpoint_path(n)
+        extra = {"updates": n, "updates_done": loop.schedule.done, "version": self.version,
                  "rows": self.mirror.mirrored, "env_steps": self.env_steps,
                  "demo_rows": self.mirror.n_demo, "node": "learner_node",
                  "config": self.cfg.model_dump(mode="json")}
         t0 = time.perf_counter()
         save_checkpoint(path, self.learner, sampler=self.sampler, extra=extra,
                         fsync=self.cfg.replay.fsync)
-        self.last_ckpt, self.last_ckpt_updates = path, n
+        self.last_ckpt = path
         self.get_logger().info(f"{'final ' if final else ''}checkpoint {path} ({n} updates, "
                                f"version {self.version}, {self.mirror.mirrored} rows) "
                                f"[{time.perf_counter() - t0:.2f} s]")
-        self._prune_checkpoints(keep=path)
+        for problem in loop.saved(path):  # prunes to the newest keep_checkpoints
+            self.get_logger().warning(f"cannot remove old checkpoint {problem}")
         return path
-
-    def _prune_checkpoints(self, keep: Path) -> None:
-        k = self.params["keep_checkpoints"]
-        if not k:
-            return
-        found = sorted(self.ckpt_dir.glob("ckpt_*.safetensors"))
-        for old in found[:-k]:
-            if old == keep:
-                continue
-            for f in (old.with_suffix(".json"), old):  # sidecar first: never a lone sidecar
-                try:
-                    f.unlink()
-                except FileNotFoundError:
-                    pass
-                except OSError as e:
-                    self.get_logger().warning(f"cannot remove old checkpoint {f}: {e}")
 
     # ------------------------------------------------------------------ evaluation
 
     def _start_eval(self) -> None:
         from robot_rl.agents.checkpoint import export_policy, load_policy
 
-        run = self.cfg.run
         self._eval_run = {"policy": load_policy(export_policy(self.learner, self.version)),
                           "env_steps": self.env_steps, "updates": self.learner.num_steps,
                           "results": [], "t0": time.perf_counter()}
-        self.next_eval = (self.env_steps // run.eval_every + 1) * run.eval_every
+        self.loop.eval_started()
 
     def _eval_episode(self) -> None:
         from robot_rl.agents.trainer import evaluate
@@ -668,7 +633,7 @@ class LearnerNode(Node):
         scalars = {"train/updates": self.learner.num_steps, "train/updates_per_s": rate,
                    "train/policy_version": self.version, "train/rows": self.mirror.mirrored,
                    "train/demo_rows": self.mirror.n_demo}
-        losses = {k: float(v) for k, v in self.last_metrics.items()
+        losses = {k: float(v) for k, v in self.loop.last_metrics.items()
                   if k not in ("actor_updated", "actor_saturation")}
         scalars.update({f"train/{k}": v for k, v in losses.items()})
         self.tb.scalars(self.env_steps, scalars)
@@ -685,7 +650,7 @@ class LearnerNode(Node):
                                           throttle_duration_sec=300.0)
         self.get_logger().info(
             f"{self.state} | updates {self.learner.num_steps} ({rate:.0f}/s, target "
-            f"{self.sched.target(self.env_steps)}) | rows {self.mirror.mirrored} (env steps "
+            f"{self.loop.schedule.target(self.env_steps)}) | rows {self.mirror.mirrored} (env steps "
             f"{self.env_steps}, demo {self.mirror.n_demo}) | version {self.version}{loss_s}")
 
     def publish_diagnostics(self) -> None:
@@ -694,10 +659,7 @@ class LearnerNode(Node):
         self.updates_per_s = (self.learner.num_steps - n) / max(now - t, 1e-9)
         self._diag_mark = (now, self.learner.num_steps)
         ev = self.last_eval or {}
-        target = self.sched.target(self.env_steps) if self.sampler else 0
-        total = self.params["total_updates"]
-        if total:
-            target = min(target, total)
+        target = self.loop.target() if self.loop is not None else 0
         values = {
             "state": self.state,
             "updates": self.learner.num_steps,
@@ -720,9 +682,13 @@ class LearnerNode(Node):
     # ------------------------------------------------------------------ shutdown
 
     def destroy_node(self) -> None:
-        """Final checkpoint (and the matching policy.safetensors) before the node goes."""
+        """Final progress line and TensorBoard scalars, final checkpoint (and the matching
+        policy.safetensors) before the node goes."""
         try:
-            if self.ready and self.learner.num_steps != self.last_ckpt_updates:
+            if self.loop is not None:
+                self._log_progress(time.monotonic())  # what came since the last line, if any
+            if (self.loop is not None
+                    and self.learner.num_steps != self.loop.checkpoint_updates):
                 if self.learner.num_steps != self.last_publish_updates:
                     self.publish_policy("final")
                 self.save_checkpoint(final=True)

@@ -1,11 +1,15 @@
 """The in-process trainer: gym env -> replay store -> sampler -> learner, in one process.
 
 The fastest loop for algorithm work and the reference for the ROS graph: the same pieces, in
-the same order, without DDS in between::
+the same order, without DDS in between -- the behaviour policy of every actor node
+(:class:`~robot_rl.agents.acting.BehaviourPolicy`) and the learner node's training loop
+(:class:`~robot_rl.agents.loop.TrainingLoop`)::
 
-    env.step(clip(pi(s) + eps))  ->  ReplayWriter.append(Transition)   (source=policy)
-    episode end                  ->  ReplayWriter.flush(); ReplaySampler.refresh()
-    UpdateSchedule.due(n)        ->  Learner.step(ReplaySampler.sample(B)) (+ PER priorities)
+    env.step(BehaviourPolicy(s))  ->  ReplayWriter.append(Transition)   (source=policy)
+    TrainingLoop.env_step()       ->  the updates the step earned: Learner.step(sampler batch)
+                                      (+ PER priorities), sampled from the rows of past episodes
+    episode end                   ->  ReplayWriter.flush(); TrainingLoop.join() (the episode
+                                      joins the pool); a checkpoint when one is due
 
 Transitions go through the real replay store (``runs/<name>/replay.zarr``) and the learner's
 mirror of it, never a private buffer. Scripted demonstrations (``run.demo_episodes``) are
@@ -190,11 +194,11 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
         save_checkpoint,
         write_atomic,
     )
+    from robot_rl.agents.acting import BehaviourPolicy, LearnerPolicy
     from robot_rl.agents.config import learner_config
-    from robot_rl.agents.exploration import behaviour_action, make_noise
     from robot_rl.agents.learning import SATURATION_WARN, Learner, saturation_message
+    from robot_rl.agents.loop import Every, TrainingLoop
     from robot_rl.agents.networks import resolve_device, set_torch_threads
-    from robot_rl.agents.schedule import UpdateSchedule
     from robot_rl.agents.tblog import EventWriter
     from robot_rl.replay import ReplayMirror, ReplaySampler, ReplayWriter
 
@@ -238,9 +242,14 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
         sampler = ReplaySampler(ReplayMirror(store_path, cfg.replay.capacity), gamma=agent.gamma,
                                 n_step=agent.n_step, demo_fraction=demo_fraction,
                                 config=cfg.replay, seed=run.seed + 3)
-        noise = make_noise(agent, act_spec.dim, seed=run.seed + 4)
-        rng = np.random.Generator(np.random.PCG64(run.seed + 5))
-        sched = UpdateSchedule(agent.utd_ratio, agent.warmup_steps)
+        # noise seeded run.seed + 4, warm-up actions and Gaussian draws run.seed + 5
+        behaviour = BehaviourPolicy(agent, low, high, seed=run.seed + 4,
+                                    warmup=agent.warmup_steps)
+        policy = LearnerPolicy(learner)
+        loop = TrainingLoop(learner, sampler, utd_ratio=agent.utd_ratio,
+                            warmup_steps=agent.warmup_steps, device=device,
+                            eval_every=run.eval_every, checkpoint_dir=ckpt_dir,
+                            checkpoint_every_steps=run.checkpoint_every or None)
         steps = episodes = 0
         session = 1
         episode_id = run.demo_episodes
@@ -249,15 +258,15 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             meta = load_checkpoint(ckpt, learner, sampler=sampler)
             ex = meta["extra"]
             steps, episodes = ex["env_steps"], ex["episodes"]
-            sched.done = ex["updates_done"]
+            loop.restore(env_steps=steps, updates_done=ex["updates_done"])
             session = ex["actor_session"] + 1
-            noise.set_state(ex["noise"])
-            rng.bit_generator.state = ex["rng"]
+            behaviour.set_state({"noise": ex["noise"], "rng": ex["rng"]})
             env.np_random.bit_generator.state = ex["env_rng"]
             episode_id = _next_episode_id(store_path)
-            log(f"# resumed from {ckpt} at {steps} env steps, {sched.done} updates")
+            log(f"# resumed from {ckpt} at {steps} env steps, {loop.schedule.done} updates")
         else:
             env.reset(seed=run.seed)  # seeds the env's generator; episodes reset from it
+        loop.join()  # the pool starts with what the store holds (demos; a resumed run's rows)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
         provenance = {**prov.provenance(), "command": argv or sys.argv, "started": time.strftime(
             "%Y-%m-%dT%H:%M:%S%z", time.localtime(t_start)), "torch_threads": threads,
@@ -290,46 +299,34 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             return row
 
         def do_checkpoint() -> Path:
-            extra = {"env_steps": steps, "episodes": episodes, "updates_done": sched.done,
-                     "actor_session": session, "noise": noise.state(),
-                     "rng": rng.bit_generator.state,
+            extra = {"env_steps": steps, "episodes": episodes,
+                     "updates_done": loop.schedule.done, "actor_session": session,
+                     **behaviour.state(),
                      "env_rng": env.np_random.bit_generator.state,
                      "config": cfg.model_dump(mode="json")}
-            p = save_checkpoint(ckpt_dir / f"ckpt_{steps:09d}.safetensors", learner,
-                                sampler=sampler, extra=extra, fsync=cfg.replay.fsync)
+            p = save_checkpoint(loop.checkpoint_path(steps), learner, sampler=sampler,
+                                extra=extra, fsync=cfg.replay.fsync)
             write_atomic(run_dir / "policy.safetensors",
                          export_policy(learner, version=learner.num_actor_updates),
                          fsync=cfg.replay.fsync)
+            loop.saved(p)
             return p
 
         recent_ret: deque[float] = deque(maxlen=20)
         recent_succ: deque[float] = deque(maxlen=20)
         recent_len: deque[int] = deque(maxlen=20)
-        last_metrics: dict[str, Any] = {}
         saturation_told = False
-        next_log = (steps // run.log_every + 1) * run.log_every
-        next_eval = (steps // run.eval_every + 1) * run.eval_every
-        next_ckpt = ((steps // run.checkpoint_every + 1) * run.checkpoint_every
-                     if run.checkpoint_every else None)
+        log_every = Every(run.log_every, steps, name="run.log_every")
         t_mark, steps_mark, upd_mark = time.perf_counter(), steps, learner.num_steps
         final_eval = None
         last_ckpt: Path | None = None
-        prioritized = sampler.prioritized
-        stochastic = lcfg.stochastic_actor
         dt_ns = int(round(cfg.sim.control_dt * 1e9))
-        B = lcfg.batch_size
-        on_cpu = device.type == "cpu"
 
         obs, _ = env.reset()
-        noise.reset()
+        behaviour.reset()
         ep_ret, ep_len = 0.0, 0
         while steps < run.total_steps:
-            if steps < agent.warmup_steps:
-                action = rng.uniform(low, high).astype(np.float32)
-            elif stochastic:
-                action = np.clip(learner.act(obs, deterministic=False), low, high).astype(np.float32)
-            else:
-                action = behaviour_action(learner.act(obs), noise.sample(steps), low, high)
+            action = behaviour(obs, policy, steps)
             nobs, reward, term, trunc, info = env.step(action)
             if "observation_clipped" in info and env.observation_clips == 1:
                 log(f"warning: step {steps + 1}: the sim's observation left its spec "
@@ -345,32 +342,25 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             ep_ret += reward
             ep_len += 1
             obs = nobs
+            loop.env_step()  # the updates this step earned (the episode is not in the pool yet)
             if term or trunc:
                 writer.flush()
                 if writer.stats.rejected_total:
                     raise RuntimeError(f"the replay store refused {writer.stats.rejected_total} "
                                        f"transitions: {dict(writer.stats.rejected)}; e.g. "
                                        f"{next(iter(writer.stats.examples.values()), '')}")
-                sampler.refresh()
+                loop.join()
                 episodes += 1
                 recent_ret.append(ep_ret)
                 recent_succ.append(float(bool(info.get("is_success"))))
                 recent_len.append(ep_len)
                 episode_id += 1
                 obs, _ = env.reset()
-                noise.reset()
+                behaviour.reset()
                 ep_ret, ep_len = 0.0, 0
-                if next_ckpt is not None and steps >= next_ckpt:
+                if loop.checkpoint_due():
                     last_ckpt = do_checkpoint()
-                    next_ckpt = (steps // run.checkpoint_every + 1) * run.checkpoint_every
-            if len(sampler.mirror):
-                for _ in range(sched.due(steps)):
-                    batch = sampler.sample(B)
-                    last_metrics = learner.step(batch if on_cpu else batch.to(device, True))
-                    if prioritized:
-                        sampler.update_priorities(batch.indices, learner.last_priorities.cpu(),
-                                                  rows=batch.rows)
-            if steps >= next_log:
+            if log_every.due(steps):
                 now = time.perf_counter()
                 dt = max(now - t_mark, 1e-9)
                 row = {"env_steps": steps, "episodes": episodes, "updates": learner.num_steps,
@@ -380,8 +370,8 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
                        "episode_length": float(np.mean(recent_len)) if recent_len else "",
                        "env_steps_per_s": (steps - steps_mark) / dt,
                        "updates_per_s": (learner.num_steps - upd_mark) / dt,
-                       "exploration_std": noise.sigma(steps)}
-                row.update({k: float(v) for k, v in last_metrics.items()
+                       "exploration_std": behaviour.noise.sigma(steps)}
+                row.update({k: float(v) for k, v in loop.last_metrics.items()
                             if k not in ("actor_updated", "actor_saturation")})
                 if learner.actor_saturation is not None:
                     row["actor_saturation"] = float(learner.actor_saturation)
@@ -401,10 +391,10 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
                     f"{succ_s:>4} | updates {learner.num_steps} ({row['updates_per_s']:.0f}/s) | "
                     f"env {row['env_steps_per_s']:.0f} steps/s{loss_s}")
                 t_mark, steps_mark, upd_mark = now, steps, learner.num_steps
-                next_log = (steps // run.log_every + 1) * run.log_every
-            if steps >= next_eval:
+                log_every.fired(steps)
+            if loop.eval_due():
+                loop.eval_started()
                 final_eval = do_eval()
-                next_eval = (steps // run.eval_every + 1) * run.eval_every
         writer.flush()
         if final_eval is None or final_eval["env_steps"] != steps:
             final_eval = do_eval()
