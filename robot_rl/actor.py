@@ -3,12 +3,13 @@
 The actor node (``robot_rl.ros_nodes.actor_node``) is a thin adapter around this module; the
 in-process trainer (:mod:`robot_rl.agents.trainer`) is the reference it must agree with: the same
 observation (``Task.observation`` of a :class:`~robot_rl.tasks.TaskSnapshot`), the same reward and
-success functions, the same noisy DPG behaviour policy ``clip(pi(s) + eps)``.
+success functions, the same behaviour policy (:class:`robot_rl.agents.acting.BehaviourPolicy`:
+``clip(pi(s) + eps)`` for a deterministic policy, a sample ``a ~ pi(.|s)`` for a Gaussian one).
 
 One control step ``k`` of robot ``r``::
 
-    state s_k (joint state + task state)  ->  a_k = clip(pi(s_k) + eps_k)  (uniform before the
-    first policy)  ->  ActionProposal(seq k, joint velocities)  ->  safety node  ->
+    state s_k (joint state + task state)  ->  a_k = clip(pi(s_k) + eps_k) or a_k ~ pi(.|s_k)
+    (uniform before the first policy)  ->  ActionProposal(seq k, joint velocities)  ->  safety node  ->
     AppliedCommand(seq k, what was sent)  ->  state s_{k+1}  ->  Transition(s_k, applied a_k
     mapped back into the policy's action space, r(s_{k+1}), s_{k+1}, terminated, truncated)
 
@@ -81,13 +82,21 @@ def episode_id_for(session: int, counter: int) -> int:
 
 
 class NumpyPolicy:
-    """The deterministic action of a :class:`~robot_rl.agents.checkpoint.LoadedPolicy` in numpy.
+    """A :class:`~robot_rl.agents.checkpoint.LoadedPolicy` in numpy (an
+    :class:`~robot_rl.agents.acting.ActingPolicy`).
 
-    ``scale * tanh(MLP(clip((s - shift) * inv_std)))`` + bias (for a Gaussian actor: the mean
-    half of the last layer), float32 throughout like torch's CPU kernels. One control step of a
-    256x256 actor costs about 30 us here instead of about 250 us through torch's per-op
-    overhead: that time sits between a joint state and the command it causes. It agrees with the
-    torch module to float32 rounding (tests/unit/test_actor.py).
+    ``__call__``: the deterministic action ``scale * tanh(MLP(clip((s - shift) * inv_std))) +
+    bias`` (for a Gaussian actor: ``scale * tanh(mu) + bias``, ``mu`` the first half of the last
+    layer), float32 throughout like torch's CPU kernels. One control step of a 256x256 actor
+    costs about 30 us here instead of about 250 us through torch's per-op overhead: that time
+    sits between a joint state and the command it causes. It agrees with the torch module to
+    float32 rounding (tests/unit/test_actor.py).
+
+    A Gaussian actor (``stochastic``) also gives :meth:`dist` -- ``mu`` and ``sigma``, with
+    ``log sigma = LOG_STD_MIN + (LOG_STD_MAX - LOG_STD_MIN) * (tanh(h) + 1) / 2`` from the second
+    half ``h`` -- and :meth:`sample`, ``scale * tanh(mu + sigma * xi) + bias`` for a standard
+    normal draw ``xi``: :class:`~robot_rl.agents.networks.GaussianActor`'s sample
+    (tests/unit/test_agents_acting.py).
     """
 
     def __init__(self, loaded: Any) -> None:
@@ -103,14 +112,16 @@ class NumpyPolicy:
         self.W = [np.ascontiguousarray(sd[f"net.layers.{i}.weight"].T, dtype=np.float32)
                   for i in range(n)]
         self.b = [sd[f"net.layers.{i}.bias"].astype(np.float32) for i in range(n)]
-        self.gaussian = arch["kind"] == "gaussian"
-        #: acts on its deterministic action plus exploration noise (BehaviourPolicy), also for
-        #: a Gaussian policy
-        self.stochastic = False
+        self.gaussian = self.stochastic = arch["kind"] == "gaussian"
         self.scale = sd["action_scale"].astype(np.float32)
         self.bias = sd["action_bias"].astype(np.float32)
+        if self.gaussian:
+            from robot_rl.agents.networks import LOG_STD_MAX, LOG_STD_MIN
 
-    def __call__(self, observation: Any) -> np.ndarray:
+            self.log_std_min = np.float32(LOG_STD_MIN)
+            self.log_std_half_range = np.float32(0.5 * (LOG_STD_MAX - LOG_STD_MIN))
+
+    def _last_layer(self, observation: Any) -> np.ndarray:
         x = np.asarray(observation, dtype=np.float32)
         if x.shape != (self.obs_dim,):
             raise ValueError(f"observation: expected shape ({self.obs_dim},), got {x.shape}")
@@ -121,10 +132,31 @@ class NumpyPolicy:
             x = x @ W[i]
             x += b[i]
             np.maximum(x, 0.0, out=x)
-        u = x @ W[-1] + b[-1]
+        return x @ W[-1] + b[-1]
+
+    def __call__(self, observation: Any) -> np.ndarray:
+        u = self._last_layer(observation)
         if self.gaussian:
             u = u[: self.act_dim]
         return (np.tanh(u) * self.scale + self.bias).astype(np.float32)
+
+    def dist(self, observation: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(mu, sigma)`` of a Gaussian actor's pre-squash distribution at ``observation``."""
+        if not self.gaussian:
+            raise ValueError("dist: this policy is deterministic (architecture kind "
+                             "'deterministic'), it has no distribution")
+        out = self._last_layer(observation)
+        mu, h = out[: self.act_dim], out[self.act_dim:]
+        log_std = self.log_std_min + self.log_std_half_range * (np.tanh(h) + np.float32(1.0))
+        return mu, np.exp(log_std).astype(np.float32)
+
+    def sample(self, observation: Any, xi: Any) -> np.ndarray:
+        """``scale * tanh(mu + sigma * xi) + bias`` for a standard normal draw ``xi``."""
+        xi = np.asarray(xi, dtype=np.float32)
+        if xi.shape != (self.act_dim,):
+            raise ValueError(f"xi: expected shape ({self.act_dim},), got {xi.shape}")
+        mu, sigma = self.dist(observation)
+        return (np.tanh(mu + sigma * xi) * self.scale + self.bias).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- outbox
@@ -247,7 +279,8 @@ class ActorCore:
         cfg: the run config (task, robot, agent, sim, run).
         robot_id: this robot's index.
         session: the actor session (random per start, :func:`new_session`).
-        seed: seeds the exploration noise (``seed``) and the warm-up actions (``seed + 1``).
+        seed: seeds the exploration noise (``seed``), the warm-up actions and the Gaussian
+            policy's draws (``seed + 1``).
     """
 
     def __init__(self, cfg: Config, robot_id: int, session: int, seed: int) -> None:
@@ -321,8 +354,9 @@ class ActorCore:
         return obs, self.task.distance(s)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """The behaviour action ``clip(pi(s) + eps)`` (:class:`~robot_rl.agents.acting.
-        BehaviourPolicy`); uniform in the bounds before a policy arrived."""
+        """The behaviour action (:class:`~robot_rl.agents.acting.BehaviourPolicy`):
+        ``clip(pi(s) + eps)``, or a sample of a Gaussian policy; uniform in the bounds before a
+        policy arrived."""
         return self.behaviour(obs, self.policy, self.env_steps)
 
     def outcome(self, distance: float, step_index: int) -> tuple[float, bool, bool, bool]:

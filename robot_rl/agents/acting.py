@@ -16,8 +16,7 @@ Evaluation (DESIGN §8) acts with the deterministic action alone: ``pi(s)``, or
 trainer gives it :class:`LearnerPolicy` (the learner's own actor, in torch); an actor node its
 :class:`robot_rl.actor.NumpyPolicy` (the exported weights, in numpy). Both sample the Gaussian
 from the same draw ``xi`` of the behaviour policy's generator, so with the same seed and the
-same weights they choose the same actions (to float32 rounding). For now the actor node's
-``NumpyPolicy`` says it is deterministic for a Gaussian policy too: it acts on the mean plus noise.
+same weights they choose the same actions (to float32 rounding; tests/unit/test_agents_acting.py).
 
 Warm-up: the trainer counts its env steps against ``agent.warmup_steps``. In the ROS graph the
 warm-up is the learner's (it counts the run's policy rows over all robots, and publishes no
