@@ -317,6 +317,14 @@ class AgentConfig(_Section):
     exploration_noise: float = Field(0.1, ge=0, description="behaviour policy Gaussian noise std")
     warmup_steps: int = Field(1000, ge=0, description="random-action steps before learning")
     utd_ratio: float = Field(1.0, gt=0, description="gradient updates per new transition")
+    utd_pacing: Literal["cap", "floor"] = Field(
+        "cap", description="how the learner node holds utd_ratio: cap -- exactly "
+        "floor((n - warmup_steps) * utd_ratio) updates after n env steps (the in-process "
+        "trainer's schedule, which it always uses; a lockstep sim waits for it); floor -- at "
+        "least that many, and as many more as the hardware allows once warmed up (SERL's "
+        "learner: in real time the robot does not wait, so spare learner time goes into "
+        "updates); either way /diagnostics reports the UTD achieved, per robot too, and in real "
+        "time the node warns when it falls below utd_ratio")
     n_step: int = Field(1, ge=1, description="n-step return length")
     demo_fraction: float = Field(0.0, ge=0, le=1, description="fraction of each batch from demos")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present")

@@ -440,6 +440,21 @@ class Progress:
         xs = self._values(role, key)
         return xs[0] if xs else None
 
+    def _utd(self) -> tuple[float | None, float | None, dict[int, float | None], bool]:
+        """The learner's achieved UTD, its configured ratio, per robot id (updates per env step
+        of that robot), and whether it says it falls behind."""
+        for fqn, st in self.latest.items():
+            if self.roles[fqn] != "learner" or "utd_ratio" not in st.values:
+                continue
+            robots = {}
+            for k, v in st.values.items():
+                if k.startswith("utd.robot_") and k[len("utd.robot_"):].isdigit():
+                    robots[int(k[len("utd.robot_"):])] = _number(v)
+            return (_number(st.values.get("utd")), _number(st.values["utd_ratio"]),
+                    dict(sorted(robots.items())),
+                    st.values.get("utd_behind", "").lower() == "true")
+        return None, None, {}, False
+
     def summary(self) -> dict[str, Any]:
         """The numbers of the progress line (None where no node reported them)."""
         events = brakes = None
@@ -469,12 +484,17 @@ class Progress:
         reporting = [f for f, st in self.latest.items() if now - st.time <= self.stale_after]
         latched = sorted(f for f, st in self.latest.items() if self.roles[f] == "safety"
                          and st.values.get("estop_latched", "").lower() == "true")
+        utd, utd_ratio, utd_robots, utd_behind = self._utd()
         return {
             "env_steps": self._sum("actor", "env_steps"),
             "episodes": self._sum("actor", "episodes"),
             "success_rate": self._mean("actor", "success_rate"),
             "updates": updates,
             "updates_per_s": rate,
+            "utd": utd,
+            "utd_ratio": utd_ratio,
+            "utd_robots": utd_robots,
+            "utd_behind": utd_behind,
             "policy_version": self._first("learner", "policy_version"),
             "replay_rows": self._first("replay", "rows"),
             "demo_episodes": self._first("replay", "demo_episodes"),
@@ -504,6 +524,15 @@ class Progress:
             f"eval success {_fmt_rate(s['eval_success_rate'])}",
             f"nodes {s['reporting']}/{s['nodes']}",
         ]
+        if s["utd_ratio"] is not None:  # the learner reports the UTD it achieves
+            utd = "-" if s["utd"] is None else f"{s['utd']:.2f}"
+            text = f"UTD {utd} of {s['utd_ratio']:g}"
+            if len(s["utd_robots"]) > 1:
+                text += " (" + ", ".join(f"robot_{r} {'-' if u is None else f'{u:.2f}'}"
+                                         for r, u in s["utd_robots"].items()) + ")"
+            if s["utd_behind"]:
+                text += " BEHIND"
+            parts.insert(4, text)
         if s["demo_episodes"]:
             parts.insert(2, f"demo episodes stored {_fmt_count(s['demo_episodes'])}")
         if s["estop_latched"]:

@@ -23,7 +23,15 @@ updates, and turns the results into messages and files.
   before them, then join the pool (at once when newer rows are committed meanwhile). Demo rows
   are sampled but, as in the trainer, do not earn updates. PER priorities are updated after
   every step, as in the trainer. ``total_updates`` > 0 stops training there (the node stays up,
-  so its latched policy stays available).
+  so its latched policy stays available). ``agent.utd_pacing=floor``: train as fast as the
+  hardware allows once warmed up (a robot in real time does not wait for the learner), the UTD
+  ratio being the least it must reach.
+* **UTD achieved.** ``/diagnostics`` reports the updates per new env step over the last
+  ``utd_window_s`` seconds (``utd``; ``utd.robot_<id>``: updates per env step of that robot, from
+  the store rows' robot ids) next to the configured ``utd_ratio``; in real time
+  (``sim.clock=realtime``: a lab arm, or the sim without lockstep) a learner that falls behind
+  it (it did less than 90 % of the updates due in the window and its backlog grew) sets
+  ``utd_behind``, the status level to warn, and logs a warning (at most once a minute).
 * **Policy.** Every ``publish_every`` updates the actor is exported
   (:func:`~robot_rl.agents.checkpoint.export_policy`) and published as ``PolicyWeights`` on
   ``policy_topic`` (reliable, transient_local, depth 1: a late or restarted actor gets the newest
@@ -49,8 +57,9 @@ updates, and turns the results into messages and files.
   rows; ``eval/*``; step = env steps, as in the trainer), a progress line every ``log_every_s``
   (and a last one on shutdown),
   ``/diagnostics`` once a second (state, updates, updates_per_s, update_target (what the UTD
-  ratio asks for now), updates_behind, policy_version, rows, demo_rows, env_steps,
-  eval_success_rate, eval_env_steps, checkpoint), and
+  ratio asks for now), updates_behind, utd, utd_ratio, utd_pacing, utd_behind, utd.robot_<id>,
+  env_steps_per_s.robot_<id>, policy_version, rows, demo_rows, env_steps, eval_success_rate,
+  eval_env_steps, checkpoint), and
   ``<run_dir>/learner/provenance.json`` (git commit, packages, machine, device, threads,
   resumed checkpoint, resolved learner config).
 * **Beside actors.** ``agent.torch_threads`` unset means 1 thread here; the node raises its own
@@ -103,6 +112,7 @@ PARAMETERS: dict[str, tuple[Any, str]] = {
                         "the learner has seen, without the learner falling behind its UTD ratio "
                         "(a lockstep sim waits for it; '' = not published)"),
     "allowance_slack": (500, "env steps of allowance beyond the UTD target (rows in flight)"),
+    "utd_window_s": (10.0, "seconds over which the achieved UTD ratio is measured (diagnostics)"),
 }
 
 VERSION_FILE = "policy_version.json"
@@ -159,12 +169,14 @@ class LearnerNode(Node):
         from robot_rl.agents.config import config_hash, learner_config
         from robot_rl.agents.learning import Learner
         from robot_rl.agents.networks import resolve_device, set_torch_threads
+        from robot_rl.agents.schedule import UtdMeter
         from robot_rl.tasks import make_task
 
         agent = cfg.agent
         try:
             self.threads = set_torch_threads(agent.torch_threads or 1)
             self.device = resolve_device(agent.device)
+            self.utd_meter = UtdMeter(agent.utd_ratio, p["utd_window_s"])
             self.obs_spec = make_task(cfg.task, cfg.robot).observation_spec
             self.act_spec = ActionMapper(cfg.task, cfg.robot).spec
         except ValueError as e:
@@ -224,11 +236,13 @@ class LearnerNode(Node):
         # -- state ---------------------------------------------------------------------------
         self.sampler = None  # set once the store is open
         self.loop = None  # the TrainingLoop, once the store is open (and a checkpoint resumed)
+        self.realtime = cfg.sim.clock == "realtime"
         self.state = "waiting for store"
         self.last_ckpt: Path | None = self.checkpoint
         self.last_publish_updates = 0
         self.last_eval: dict[str, Any] | None = None
         self._eval_run: dict[str, Any] | None = None
+        self._meter_baseline = False
         self._waiting_logged: str | None = None
         self._next_open_try = 0.0
         self._next_refresh = 0.0
@@ -244,7 +258,8 @@ class LearnerNode(Node):
         self.create_timer(1.0, self.publish_diagnostics)
         log.info(
             f"learner node: algo={agent.algo} hidden={list(self.lcfg.hidden)} "
-            f"batch={self.lcfg.batch_size} utd={agent.utd_ratio} warmup={agent.warmup_steps} "
+            f"batch={self.lcfg.batch_size} utd={agent.utd_ratio} ({agent.utd_pacing}) "
+            f"warmup={agent.warmup_steps} "
             f"device={self.device} threads={self.threads} run_dir={self.run_dir} "
             f"publish_every={p['publish_every']} checkpoint_every_s={p['checkpoint_every_s']:g} "
             f"eval_in_sim={p['eval_in_sim']} policy_topic={p['policy_topic']} "
@@ -280,6 +295,7 @@ class LearnerNode(Node):
         out["refresh_rows"] = num("refresh_rows", int, 1)
         out["log_every_s"] = num("log_every_s", float, 0, strict=True)
         out["allowance_slack"] = num("allowance_slack", int, 0)
+        out["utd_window_s"] = num("utd_window_s", float, 0, strict=True)
         if not isinstance(p["allowance_topic"], str):
             raise ConfigError(f"allowance_topic: expected a string, got {p['allowance_topic']!r}")
         for name in ("run_dir", "policy_topic", "diagnostics_topic"):
@@ -364,7 +380,7 @@ class LearnerNode(Node):
         p = self.params
         self.loop = loop = TrainingLoop(
             self.learner, self.sampler, utd_ratio=agent.utd_ratio,
-            warmup_steps=agent.warmup_steps, device=self.device,
+            warmup_steps=agent.warmup_steps, pacing=agent.utd_pacing, device=self.device,
             total_updates=p["total_updates"], publish_every=p["publish_every"],
             eval_every=self.cfg.run.eval_every if self.eval_env is not None else None,
             checkpoint_dir=self.ckpt_dir, checkpoint_every_s=p["checkpoint_every_s"],
@@ -476,6 +492,10 @@ class LearnerNode(Node):
             self._next_refresh = now + self.params["refresh_s"]
             loop.take_in(self.mirror.reader.commit().length, self.params["refresh_rows"])
             self._check_demo_sampling()
+            if not self._meter_baseline:  # the rows already stored are no achieved UTD
+                self._meter_baseline = True
+                self.utd_meter.reset()
+                self._record_utd(now)
         if self._eval_run is not None:
             self._eval_episode()
         elif loop.eval_due():
@@ -653,6 +673,38 @@ class LearnerNode(Node):
             f"{self.loop.schedule.target(self.env_steps)}) | rows {self.mirror.mirrored} (env steps "
             f"{self.env_steps}, demo {self.mirror.n_demo}) | version {self.version}{loss_s}")
 
+    def _record_utd(self, now: float) -> None:
+        loop = self.loop
+        self.utd_meter.record(now, updates=self.learner.num_steps, env_steps=loop.env_steps,
+                              target=loop.target(), robot_steps=loop.robot_steps)
+
+    def utd_values(self, now: float) -> tuple[dict[str, Any], str | None]:
+        """The achieved-UTD diagnostics, and a warning when the learner falls behind in real time
+        (None otherwise)."""
+        agent = self.cfg.agent
+        values: dict[str, Any] = {"utd": "", "utd_ratio": f"{agent.utd_ratio:g}",
+                                  "utd_pacing": agent.utd_pacing, "utd_behind": "false"}
+        if self.loop is None:
+            return values, None
+        self._record_utd(now)
+        r = self.utd_meter.reading()
+        if r.utd is not None:
+            values["utd"] = f"{r.utd:.2f}"
+        span = max(r.window_s, 1e-9)
+        for rid, (steps, utd) in r.robots.items():
+            values[f"utd.robot_{rid}"] = "" if utd is None else f"{utd:.2f}"
+            values[f"env_steps_per_s.robot_{rid}"] = f"{steps / span:.1f}"
+        if not (self.realtime and r.behind):
+            return values, None
+        values["utd_behind"] = "true"
+        achieved = "-" if r.utd is None else f"{r.utd:.2f}"
+        return values, (f"the learner falls behind agent.utd_ratio={agent.utd_ratio:g} in real "
+                        f"time: {r.updates} updates for {r.env_steps} new env steps in the last "
+                        f"{r.window_s:.0f} s (UTD {achieved}; the schedule asked for "
+                        f"{r.expected}), {r.backlog} updates behind; a faster device "
+                        "(agent.device), more agent.torch_threads, a smaller agent.batch_size "
+                        "or agent.hidden, or a lower agent.utd_ratio would let it keep up")
+
     def publish_diagnostics(self) -> None:
         now = time.monotonic()
         t, n = self._diag_mark
@@ -676,8 +728,13 @@ class LearnerNode(Node):
             "device": str(self.device),
             "torch_threads": self.threads,
         }
-        level = "warn" if self.sampler is None else "ok"
-        self.diag_pub.publish(status_message(self, level, self.state, values))
+        utd, behind = self.utd_values(now)
+        values.update(utd)
+        level, message = ("warn" if self.sampler is None else "ok"), self.state
+        if behind:
+            level, message = "warn", f"{self.state}; behind the UTD ratio"
+            self.get_logger().warning(behind, throttle_duration_sec=60.0)
+        self.diag_pub.publish(status_message(self, level, message, values))
 
     # ------------------------------------------------------------------ shutdown
 

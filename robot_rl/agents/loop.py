@@ -26,8 +26,10 @@ stays fresh whatever the backlog. Rows also join at once while the pool holds le
 
 **Pacing** (:class:`~robot_rl.agents.schedule.UpdateSchedule`): after ``n`` env steps (policy
 rows; demo rows earn nothing) the learner has done ``floor((n - warmup_steps) * utd_ratio)``
-updates, and none before the pool holds a batch (``batch_size`` rows). ``total_updates`` > 0
-stops updates there.
+updates, and none before the pool holds a batch (``batch_size`` rows). ``pacing="floor"``
+(``agent.utd_pacing``, the learner node in real time): that many at least, and more whenever
+:meth:`train` is called with nothing due (as fast as the hardware allows, once warmed up).
+``total_updates`` > 0 stops updates there.
 
 **Cadences.** ``publish_every`` updates: :meth:`train` stops after the update that reaches a
 multiple, so the caller publishes at exactly that count. ``eval_every`` env steps:
@@ -46,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_rl.agents.schedule import UpdateSchedule
+from robot_rl.agents.schedule import UTD_PACINGS, UpdateSchedule
 
 
 class Every:
@@ -108,6 +110,7 @@ class TrainingLoop:
         sampler: its :class:`~robot_rl.replay.ReplaySampler` (PER priorities updated after each
             step when ``sampler.prioritized``).
         utd_ratio, warmup_steps: the schedule (``agent.utd_ratio``, ``agent.warmup_steps``).
+        pacing: ``"cap"`` or ``"floor"`` (``agent.utd_pacing``; see the module docstring).
         device: where batches go (``batch.to(device)`` unless it is the CPU).
         total_updates: stop updating there (0: never).
         publish_every: updates between publications (None: the caller never publishes).
@@ -118,12 +121,15 @@ class TrainingLoop:
     """
 
     def __init__(self, learner: Any, sampler: Any, *, utd_ratio: float, warmup_steps: int,
-                 device: Any = None, total_updates: int = 0,
+                 pacing: str = "cap", device: Any = None, total_updates: int = 0,
                  publish_every: int | None = None, eval_every: int | None = None,
                  checkpoint_dir: str | Path | None = None,
                  checkpoint_every_steps: int | None = None,
                  checkpoint_every_s: float | None = None, keep_checkpoints: int = 0,
                  clock: Callable[[], float] = time.monotonic) -> None:
+        if pacing not in UTD_PACINGS:
+            raise ValueError(f"agent.utd_pacing: expected one of {list(UTD_PACINGS)}, got "
+                             f"{pacing!r}")
         if total_updates < 0:
             raise ValueError(f"total_updates: expected >= 0, got {total_updates}")
         if checkpoint_every_s is not None and not checkpoint_every_s > 0:
@@ -135,6 +141,7 @@ class TrainingLoop:
         self.learner = learner
         self.sampler = sampler
         self.schedule = UpdateSchedule(utd_ratio, warmup_steps)
+        self.pacing = pacing
         self.batch_size = int(learner.config.batch_size)
         self.device = device
         self.on_cpu = device is None or getattr(device, "type", str(device)) == "cpu"
@@ -246,12 +253,17 @@ class TrainingLoop:
     def train(self, *, max_updates: int | None = None, deadline: float | None = None) -> TrainReport:
         """Run the updates due: all of them, or until ``max_updates`` ran, or the first update
         that ends past ``deadline`` (``time.perf_counter()`` seconds; at least one runs), or the
-        update that reaches a publication (``report.publish``)."""
+        update that reaches a publication (``report.publish``). With ``pacing="floor"`` and
+        nothing due, updates go on (once warmed up) until a bound or a publication."""
         rep = TrainReport()
         n = self.due()
         if max_updates is not None:
             n = min(n, int(max_updates))
-        if n <= 0:
+        # floor pacing: past the schedule too, as long as a bound stops it
+        more = (self.pacing == "floor" and self.pool_ready and not self.finished
+                and self.env_steps > self.schedule.warmup
+                and (max_updates is not None or deadline is not None))
+        if n <= 0 and not more or max_updates == 0:
             self._join_if_done()
             return rep
         learner, sampler = self.learner, self.sampler
@@ -273,7 +285,7 @@ class TrainingLoop:
                 break
             if deadline is not None and time.perf_counter() >= deadline:
                 break
-            if n <= 0:
+            if n <= 0 and not (more and not self.finished):
                 break
         self.last_metrics = rep.metrics
         self._join_if_done()

@@ -246,6 +246,8 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
         behaviour = BehaviourPolicy(agent, low, high, seed=run.seed + 4,
                                     warmup=agent.warmup_steps)
         policy = LearnerPolicy(learner)
+        # the in-process trainer always caps (agent.utd_pacing is the learner node's): nothing
+        # runs beside its updates that they could make room for
         loop = TrainingLoop(learner, sampler, utd_ratio=agent.utd_ratio,
                             warmup_steps=agent.warmup_steps, device=device,
                             eval_every=run.eval_every, checkpoint_dir=ckpt_dir,

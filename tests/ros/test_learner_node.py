@@ -5,7 +5,9 @@ The test process plays the replay node: it writes the store with :class:`ReplayW
 store that does not exist yet, the update-to-data ratio as rows arrive, PolicyWeights (strictly
 rising versions, loadable blobs, latched for a late subscriber), resume after SIGKILL with
 versions above everything published before the kill, the final checkpoint on SIGINT, the
-evaluation in the node's own PyBullet env, and the refusal of another architecture's checkpoint.
+evaluation in the node's own PyBullet env, the UTD it achieves (and the warning when it falls
+behind in real time, or trains beyond it with ``agent.utd_pacing=floor``), and the refusal of
+another architecture's checkpoint.
 
 Small nets and batches keep the updates cheap: one learner process trains a few hundred updates
 a second here on one thread.
@@ -85,6 +87,7 @@ class Probe:
         self.node.create_subscription(PolicyWeights, "/rl/policy", self.policies.append,
                                       LATCHED_QOS)
         self.diag: list[dict[str, str]] = []
+        self.levels: list[int] = []  # the status level of each entry of diag
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 10)
         self.allowance: list[int] = []
         self.node.create_subscription(UInt64, "/rl/env_step_allowance",
@@ -94,6 +97,7 @@ class Probe:
         for st in msg.status:
             if st.name == "/learner_node":
                 self.diag.append({kv.key: kv.value for kv in st.values})
+                self.levels.append(st.level[0] if isinstance(st.level, bytes) else st.level)
 
     def spin_until(self, cond, timeout):
         end = time.monotonic() + timeout
@@ -153,8 +157,10 @@ def test_waits_for_store_trains_at_utd_and_publishes_latched(ros_process, probe,
             _check_blob(m)
         d = probe.diag[-1]
         assert d["policy_version"] == "6" and d["rows"] == "400" and d["demo_rows"] == "0"
-        for key in ("updates_per_s", "eval_success_rate", "eval_env_steps", "checkpoint"):
+        for key in ("updates_per_s", "eval_success_rate", "eval_env_steps", "checkpoint", "utd",
+                    "utd.robot_0", "env_steps_per_s.robot_0"):
             assert key in d
+        assert (d["utd_ratio"], d["utd_pacing"], d["utd_behind"]) == ("1", "cap", "false")
 
         # A late subscriber (transient_local) gets the newest policy at once.
         late: list[PolicyWeights] = []
@@ -279,6 +285,47 @@ def test_sigint_final_checkpoint_and_eval_in_sim(ros_process, probe, tmp_path):
                 for _, tag, _ in read_scalars(f)}
         assert {"eval/success_rate", "train/critic_loss", "train/updates_per_s",
                 "train/policy_version"} <= tags, tags
+    finally:
+        store.close()
+
+
+def test_realtime_learner_reports_its_utd_and_warns_when_behind(ros_process, probe, tmp_path):
+    # UTD 200 on this CPU: every 50 new rows ask for 10,000 updates, far more than it can do
+    run = tmp_path / "run"
+    store = Store(run / "replay.zarr")
+    try:
+        store.append(400)
+        proc = ros_process(_args(run, **{"agent.utd_ratio": 200, "sim.clock": "realtime",
+                                         "utd_window_s": 2.0}), name="learner")
+        proc.wait_for_line(r"replay store .*: 400 rows committed", 60)
+        for _ in range(8):
+            store.append(50)
+            probe.spin_until(lambda: False, 0.5)
+        assert probe.spin_until(lambda: probe.diag and probe.diag[-1]["utd_behind"] == "true",
+                                10), (probe.diag[-1:], proc.tail())
+        d, level = probe.diag[-1], probe.levels[-1]
+        assert level == 1 and d["utd_ratio"] == "200"  # DiagnosticStatus.WARN
+        assert 0 < float(d["utd"]) < 180 and float(d["utd.robot_0"]) == float(d["utd"])
+        proc.wait_for_line(r"the learner falls behind agent\.utd_ratio=200 in real time", 5)
+    finally:
+        store.close()
+
+
+def test_floor_pacing_trains_beyond_the_utd_ratio(ros_process, probe, tmp_path):
+    run = tmp_path / "run"
+    store = Store(run / "replay.zarr")
+    try:
+        store.append(400)  # 300 updates due; with utd_pacing=floor it goes on
+        proc = ros_process(_args(run, **{"agent.utd_pacing": "floor"}), name="learner")
+        assert probe.spin_until(lambda: probe.diag and int(probe.diag[-1]["updates"]) > 400,
+                                60), (probe.diag[-1:], proc.tail())
+        d = probe.diag[-1]
+        assert d["update_target"] == "300" and d["utd_pacing"] == "floor"
+        assert d["updates_behind"] == "0" and d["utd_behind"] == "false"
+        store.append(100)  # new rows: it achieves more than one update per env step
+        assert probe.spin_until(lambda: probe.diag[-1]["env_steps"] == "500" and
+                                probe.diag[-1]["utd"] not in ("", None), 20), probe.diag[-1:]
+        assert float(probe.diag[-1]["utd"]) > 1.0
     finally:
         store.close()
 

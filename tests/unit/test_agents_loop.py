@@ -157,13 +157,26 @@ def test_no_update_before_the_pool_holds_a_batch(tmp_path):
     assert loop.train().updates == 0 and loop.sampler.mirror.mirrored == 12
 
 
+@pytest.mark.parametrize("pacing, expect", [("cap", 0), ("floor", 5)])
+def test_floor_pacing_trains_beyond_the_schedule_only_when_bounded(store, pacing, expect):
+    loop = TrainingLoop(*_parts(store), utd_ratio=1.0, warmup_steps=40, pacing=pacing)
+    loop.take_in(DEMO_ROWS + 30)  # 30 env steps: still warming up
+    assert loop.train(max_updates=5).updates == 0
+    loop.take_in(DEMO_ROWS + 50)  # 50: 10 due
+    assert loop.train().updates == 10
+    assert loop.train().updates == 0  # nothing due and no bound: never an endless run
+    assert loop.train(max_updates=5).updates == expect
+    assert loop.schedule.done == 10 + expect and loop.due() == 0
+
+
 def _parts(store):
     lc = learner_config(AgentConfig(algo="td3", hidden=(8,), batch_size=16))
     return Learner(lc, OBS, ACT, seed=0), ReplaySampler(ReplayMirror(store, 10_000), seed=0)
 
 
 def test_total_updates_stop_training(store):
-    loop = TrainingLoop(*_parts(store), utd_ratio=1.0, warmup_steps=0, total_updates=7)
+    loop = TrainingLoop(*_parts(store), utd_ratio=1.0, warmup_steps=0, total_updates=7,
+                        pacing="floor")
     loop.take_in(DEMO_ROWS + 50)
     assert loop.target() == 7 and loop.due() == 7
     assert loop.train().updates == 7 and loop.finished
@@ -227,6 +240,7 @@ def test_prune_keeps_the_newest_and_never_the_protected(tmp_path):
 
 
 @pytest.mark.parametrize("kw, field", [
+    ({"pacing": "max"}, "agent.utd_pacing"),
     ({"total_updates": -1}, "total_updates"),
     ({"keep_checkpoints": -1}, "keep_checkpoints"),
     ({"checkpoint_every_s": 0.0, "checkpoint_dir": "."}, "checkpoint_every_s"),

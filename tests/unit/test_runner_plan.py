@@ -167,6 +167,28 @@ def test_progress_ignores_malformed_values_and_derives_updates_per_s():
     assert "updates 300 (100.0/s)" in p.line(1.0)
 
 
+def test_progress_line_shows_the_utd_the_learner_achieves_per_robot():
+    clock = Clock()
+    p = Progress(build_graph("sim", config_file="c.yaml", num_robots=2), clock=clock)
+    p.update("/learner_node", {"updates": "5000", "updates_per_s": "80.0", "utd": "0.98",
+                               "utd_ratio": "1", "utd_behind": "false", "utd.robot_0": "1.96",
+                               "utd.robot_1": "1.96", "env_steps_per_s.robot_0": "20.0"})
+    s = p.summary()
+    assert (s["utd"], s["utd_ratio"], s["utd_robots"], s["utd_behind"]) == (
+        0.98, 1.0, {0: 1.96, 1: 1.96}, False)
+    assert "| updates 5,000 (80.0/s) | UTD 0.98 of 1 (robot_0 1.96, robot_1 1.96) | policy -" \
+        in p.line(1.0)
+    # real time, behind the configured ratio; robot 1 took no step in the window
+    p.update("/learner_node", {"updates": "5100", "utd": "0.62", "utd_ratio": "1",
+                               "utd_behind": "true", "utd.robot_0": "0.62", "utd.robot_1": ""})
+    assert "| UTD 0.62 of 1 (robot_0 0.62, robot_1 -) BEHIND |" in p.line(2.0)
+    # one robot: no per-robot figures; no new env steps: no ratio
+    q = Progress(build_graph("sim", config_file="c.yaml"), clock=clock)
+    q.update("/learner_node", {"updates": "10", "utd": "", "utd_ratio": "0.5",
+                               "utd.robot_0": ""})
+    assert "| updates 10 | UTD - of 0.5 | policy -" in q.line(1.0)
+
+
 # --------------------------------------------------------------------------- CLI
 
 
