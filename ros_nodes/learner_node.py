@@ -606,7 +606,7 @@ class LearnerNode(Node):
 
         self._eval_run = {"policy": load_policy(export_policy(self.learner, self.version)),
                           "env_steps": self.env_steps, "updates": self.learner.num_steps,
-                          "results": [], "t0": time.perf_counter()}
+                          "results": [], "t0": time.perf_counter(), "snapshot_unix": time.time()}
         self.loop.eval_started()
 
     def _eval_episode(self) -> None:
@@ -625,7 +625,9 @@ class LearnerNode(Node):
         row = {"env_steps": ev["env_steps"], "updates": ev["updates"],
                "wall_s": round(time.time() - self.t_start, 2), "success_rate": success,
                "mean_return": ret, "mean_final_distance": dist, "episodes": len(res),
-               "first_seed": run.eval_seed}
+               "first_seed": run.eval_seed,
+               # wall clock of the policy snapshot and of the result (real-time benchmarks)
+               "snapshot_unix": round(ev["snapshot_unix"], 3), "time_unix": round(time.time(), 3)}
         self.eval_csv.row(row)
         self.tb.scalars(ev["env_steps"], {"eval/success_rate": success, "eval/mean_return": ret,
                                           "eval/final_distance": dist})

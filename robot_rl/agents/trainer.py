@@ -85,9 +85,16 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray], env: Any, episodes: int
 
 
 class _Csv:
+    """Appends rows to ``path``; an existing file keeps its own header (columns added since it
+    was written stay out of it, so a resumed old run's CSV stays aligned)."""
+
     def __init__(self, path: Path, fields: list[str]) -> None:
+        new = not path.exists() or path.stat().st_size == 0
+        if not new:
+            with open(path, newline="") as f:
+                header = next(csv.reader(f), None)
+            fields = header or fields
         self.fields = fields
-        new = not path.exists()
         self.f = open(path, "a", newline="")
         self.w = csv.DictWriter(self.f, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -108,7 +115,7 @@ PROGRESS_FIELDS = ["env_steps", "episodes", "updates", "wall_s", "episode_return
                    "temperature_loss"]
 
 EVAL_FIELDS = ["env_steps", "updates", "wall_s", "success_rate", "mean_return",
-               "mean_final_distance", "episodes", "first_seed"]
+               "mean_final_distance", "episodes", "first_seed", "snapshot_unix", "time_unix"]
 
 
 @dataclass
@@ -283,12 +290,14 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             f"device={device} threads={threads} run_dir={run_dir}")
 
         def do_eval() -> dict[str, Any]:
+            t_snap = time.time()
             res = evaluate(lambda o: learner.act(o, deterministic=True), eval_env,
                            run.eval_episodes, run.eval_seed)
             row = {"env_steps": steps, "updates": learner.num_steps,
                    "wall_s": round(time.time() - t_start, 2), "success_rate": res.success_rate,
                    "mean_return": res.mean_return, "mean_final_distance": res.mean_final_distance,
-                   "episodes": res.episodes, "first_seed": res.seeds[0]}
+                   "episodes": res.episodes, "first_seed": res.seeds[0],
+                   "snapshot_unix": round(t_snap, 3), "time_unix": round(time.time(), 3)}
             eval_csv.row(row)
             tb.scalars(steps, {"eval/success_rate": res.success_rate,
                                "eval/mean_return": res.mean_return,

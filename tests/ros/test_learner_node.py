@@ -278,7 +278,11 @@ def test_sigint_final_checkpoint_and_eval_in_sim(ros_process, probe, tmp_path):
         rows = (run / "eval.csv").read_text().splitlines()
         assert rows[0].startswith("env_steps,updates,wall_s,success_rate")
         assert [r.split(",")[0] for r in rows[1:]] == ["400", "600"]
-        assert all(r.split(",")[-2:] == ["2", "1000000"] for r in rows[1:])
+        # episodes, first seed, then the wall clock of the policy snapshot and of the result
+        assert all(r.split(",")[-4:-2] == ["2", "1000000"] for r in rows[1:])
+        for r in rows[1:]:
+            snap, done = (float(x) for x in r.split(",")[-2:])
+            assert time.time() - 600 < snap <= done <= time.time()
         from robot_rl.agents.tblog import read_scalars
 
         tags = {tag for f in (run / "tb").glob("events.out.tfevents.*")
