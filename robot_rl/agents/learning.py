@@ -1,6 +1,7 @@
 """The learner's public face: :func:`Learner` builds the algorithm's learner; the losses.
 
-Training loop (the in-process trainer and the learner node drive exactly this)::
+What one update is (the in-process trainer and the learner node both drive it through
+:class:`robot_rl.agents.loop.TrainingLoop`, which adds the pacing and the cadences)::
 
     learner = Learner(learner_config(cfg.agent), obs_dim, act_dim, seed=cfg.run.seed)
     while training:
