@@ -317,6 +317,11 @@ class AgentConfig(_Section):
     exploration_noise: float = Field(0.1, ge=0, description="behaviour policy Gaussian noise std")
     warmup_steps: int = Field(1000, ge=0, description="random-action steps before learning")
     utd_ratio: float = Field(1.0, gt=0, description="gradient updates per new transition")
+    pretrain_updates: int = Field(
+        0, ge=0, description="offline warm start: updates on the store's demonstration rows "
+        "before the first env step (a fresh run whose store holds demo rows and no policy "
+        "rows; batches drawn with replacement); not counted by utd_ratio. With bc_weight the actor starts "
+        "from a clone of the demos, and the critic from their values")
     utd_pacing: Literal["cap", "floor"] = Field(
         "cap", description="how the learner node holds utd_ratio: cap -- exactly "
         "floor((n - warmup_steps) * utd_ratio) updates after n env steps (the in-process "

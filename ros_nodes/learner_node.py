@@ -235,6 +235,8 @@ class LearnerNode(Node):
 
         # -- state ---------------------------------------------------------------------------
         self.sampler = None  # set once the store is open
+        self._updates_done: int | None = None  # the schedule's count in a resumed checkpoint
+        self._pretrain_left = 0  # warm-start updates still to run (agent.pretrain_updates)
         self.loop = None  # the TrainingLoop, once the store is open (and a checkpoint resumed)
         self.realtime = cfg.sim.clock == "realtime"
         self.state = "waiting for store"
@@ -385,10 +387,14 @@ class LearnerNode(Node):
             eval_every=self.cfg.run.eval_every if self.eval_env is not None else None,
             checkpoint_dir=self.ckpt_dir, checkpoint_every_s=p["checkpoint_every_s"],
             keep_checkpoints=p["keep_checkpoints"])
-        loop.restore(env_steps=mirror.online_seen, updates_done=self.learner.num_steps)
+        loop.restore(env_steps=mirror.online_seen,
+                     updates_done=(self._updates_done if self._updates_done is not None
+                                   else self.learner.num_steps))
         if self.checkpoint is not None:
             loop.last_checkpoint = self.checkpoint
             loop.checkpoint_updates = self.learner.num_steps
+        # an offline warm start on the demo rows (agent.pretrain_updates), on a fresh start only
+        self._pretrain_left = agent.pretrain_updates if self.checkpoint is None else 0
         self.last_publish_updates = self.learner.num_steps
         self._log_mark = (time.monotonic(), self.learner.num_steps)
         self._diag_mark = self._log_mark
@@ -414,6 +420,8 @@ class LearnerNode(Node):
                               f"{self.store_path}: {e}") from None
         ex = meta.get("extra", {})
         self.version = max(self.version, int(ex.get("version", 0)))
+        # the schedule's count: the updates the env steps earned (a warm start's are not)
+        self._updates_done = int(ex.get("updates_done", self.learner.num_steps))
         self.get_logger().info(
             f"resumed from {path} at {self.learner.num_steps} updates, {self.mirror.mirrored} "
             f"rows ({self.mirror.online_seen} env steps, {self.mirror.n_demo} demo rows); policy "
@@ -517,8 +525,28 @@ class LearnerNode(Node):
                 "agent.demo_fraction is 0 with agent.demo_sampling=fixed: they are never "
                 "sampled; set agent.demo_fraction (e.g. 0.5) or agent.demo_sampling=union")
 
+    def _pretrain_slice(self) -> None:
+        """Up to ``slice_s`` of the warm start; its end publishes the pretrained policy."""
+        loop, log = self.loop, self.get_logger()
+        if not self.mirror.n_demo:
+            log.warning(f"agent.pretrain_updates={self.cfg.agent.pretrain_updates}: the store "
+                        "holds no demo rows to pretrain on; training from scratch")
+            self._pretrain_left = 0
+            return
+        self.state = "pretraining"
+        done = loop.pretrain(self._pretrain_left,
+                             deadline=time.perf_counter() + self.params["slice_s"])
+        self._pretrain_left -= done
+        if self._pretrain_left == 0:
+            log.info(f"pretrained on {self.mirror.n_demo} demo rows: "
+                     f"{self.cfg.agent.pretrain_updates} updates")
+            self.publish_policy("pretrained")
+
     def _train_slice(self) -> None:
         loop = self.loop
+        if self._pretrain_left > 0:
+            self._pretrain_slice()
+            return
         if loop.finished:
             if not self._done_logged:
                 self._done_logged = True

@@ -230,6 +230,26 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ updates
 
+    def pretrain(self, n: int, *, deadline: float | None = None) -> int:
+        """An offline warm start: up to ``n`` updates on the pool as it is -- a fresh run's store:
+        its demonstration rows -- before the learner's first policy, not counted by the schedule
+        (the env steps still earn their own). The caller runs it once, on a fresh start only.
+        Batches are drawn with replacement, so fewer demo rows than a batch do (ten short
+        demonstrations can be 150 rows). Stops at ``deadline`` (``time.perf_counter()``
+        seconds; at least one update runs); runs nothing without demo rows. Returns the updates
+        run."""
+        if n < 0:
+            raise ValueError(f"agent.pretrain_updates: expected >= 0, got {n}")
+        if not n or not self.sampler.mirror.n_demo:
+            return 0
+        done = 0
+        while done < n:
+            self.last_metrics = self._update()
+            done += 1
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+        return done
+
     def target(self) -> int:
         """Updates the schedule asks for now (capped by ``total_updates``)."""
         t = self.schedule.target(self.env_steps)
@@ -266,14 +286,9 @@ class TrainingLoop:
         if n <= 0 and not more or max_updates == 0:
             self._join_if_done()
             return rep
-        learner, sampler = self.learner, self.sampler
-        B, prioritized = self.batch_size, sampler.prioritized
+        learner = self.learner
         while True:
-            batch = sampler.sample(B)
-            rep.metrics = learner.step(batch if self.on_cpu else batch.to(self.device, True))
-            if prioritized:
-                sampler.update_priorities(batch.indices, learner.last_priorities.cpu(),
-                                          rows=batch.rows)
+            rep.metrics = self._update()
             self.schedule.done += 1
             rep.updates += 1
             n -= 1
@@ -290,6 +305,16 @@ class TrainingLoop:
         self.last_metrics = rep.metrics
         self._join_if_done()
         return rep
+
+    def _update(self) -> dict[str, Any]:
+        """One learner step on a sampled batch (+ its PER priorities); its metrics."""
+        sampler = self.sampler
+        batch = sampler.sample(self.batch_size)
+        metrics = self.learner.step(batch if self.on_cpu else batch.to(self.device, True))
+        if sampler.prioritized:
+            sampler.update_priorities(batch.indices, self.learner.last_priorities.cpu(),
+                                      rows=batch.rows)
+        return metrics
 
     def _join_if_done(self) -> None:
         """Rows taken in whose updates are all done join the pool now."""

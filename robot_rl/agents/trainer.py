@@ -276,6 +276,12 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
         else:
             env.reset(seed=run.seed)  # seeds the env's generator; episodes reset from it
         loop.join()  # the pool starts with what the store holds (demos; a resumed run's rows)
+        if agent.pretrain_updates and ckpt is None:
+            t_pre = time.perf_counter()
+            done = loop.pretrain(agent.pretrain_updates)
+            log(f"# pretrained on the {loop.sampler.mirror.n_demo} demo rows: {done} updates "
+                f"before the first env step [{time.perf_counter() - t_pre:.1f} s]" if done else
+                "# agent.pretrain_updates: no demo rows to pretrain on")
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
         provenance = {**prov.provenance(), "command": argv or sys.argv, "started": time.strftime(
             "%Y-%m-%dT%H:%M:%S%z", time.localtime(t_start)), "torch_threads": threads,

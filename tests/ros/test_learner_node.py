@@ -334,6 +334,25 @@ def test_floor_pacing_trains_beyond_the_utd_ratio(ros_process, probe, tmp_path):
         store.close()
 
 
+def test_pretrain_on_demo_rows_then_publish_then_the_schedule(ros_process, probe, tmp_path):
+    """agent.pretrain_updates: a fresh learner whose store holds demo rows warm-starts on them
+    (in slices of slice_s, tests/unit/test_agents_loop.py), publishes that policy, and then its
+    env steps earn their updates as usual (the warm start is outside the UTD count)."""
+    run = tmp_path / "run"
+    store = Store(run / "replay.zarr")
+    try:
+        store.append(60, source=1)  # demo rows only (batches are drawn with replacement)
+        proc = ros_process(_args(run, **{"agent.pretrain_updates": 300, "slice_s": 0.02,
+                                         "publish_every": 10_000}), name="learner")
+        proc.wait_for_line(r"pretrained on 60 demo rows: 300 updates", 60)
+        assert probe.spin_until(lambda: probe.versions() == [1], 10), probe.versions()
+        store.append(WARMUP + 40)  # policy rows: 40 updates due after the warm-up
+        assert probe.spin_until(lambda: probe.diag and probe.diag[-1]["updates"] == "340"
+                                and probe.diag[-1]["update_target"] == "40", 30), probe.diag[-1:]
+    finally:
+        store.close()
+
+
 def test_refusals_exit_2_naming_the_cause(ros_process, tmp_path):
     from robot_rl.agents.checkpoint import save_checkpoint
     from robot_rl.agents.config import learner_config

@@ -231,7 +231,7 @@ def test_family_defaults():
     ("ddpgfd", {"critic_norm": "layer"}, "agent.critic_norm"),
     ("ddpg", {"policy_delay": 2}, "policy_delay"),
     ("svg0", {"learn_temperature": False}, "agent.learn_temperature"),
-    ("sac", {"bc_weight": 1.0}, "bc_weight"),
+    ("svg0", {"bc_weight": 1.0}, "bc_weight"),
     ("sac", {"twin_critics": True}, "agent.twin_critics"),
     ("sac", {"ensemble_size": 3, "target_subset": 4}, "target_subset"),
     ("crossq", {"tau": 0.01}, "agent.tau"),
@@ -363,3 +363,33 @@ def test_checkpoints_written_before_the_families_load_and_continue(algo):
     assert got.keys() == want.keys()
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.mark.parametrize("algo", ["sac", "crossq"])
+def test_behaviour_cloning_in_the_stochastic_families(algo):
+    """bc_weight > 0: the actor's mean action also clones the demo rows' actions (DDPGfD's
+    term, Q-filtered); without demo rows in the batch the term is 0."""
+    cfg = learner_config(AgentConfig(algo=algo, hidden=(16,), policy_delay=1, bc_weight=1.0,
+                                     q_filter=False, actor_lr=3e-3))
+    assert cfg.bc_weight == 1.0
+    b = make_batch(B=32, demo_every=2)
+    demo_action = torch.tensor([0.6, -0.6])
+    b = b._replace(action=torch.where(b.is_demo[:, None], demo_action, b.action))
+
+    def distance(lrn):  # mean squared distance of the mean action to the demo action
+        with torch.no_grad():
+            a = lrn.actor.forward_normalized(lrn.normalizer(b.observation))
+            return float(((a - demo_action) ** 2).sum(-1)[b.is_demo].mean())
+
+    lrn = Learner(cfg, 4, 2, seed=0)
+    plain = Learner(learner_config(AgentConfig(algo=algo, hidden=(16,), policy_delay=1,
+                                               actor_lr=3e-3)), 4, 2, seed=0)
+    m = lrn.step(b)
+    plain.step(b)
+    assert float(m["bc_loss"]) > 0 and float(m["q_filter_pass"]) == 1.0
+    for _ in range(100):
+        m = lrn.step(b)
+        plain.step(b)
+    assert distance(lrn) < 0.5 * distance(plain)  # the clone is closer than without BC
+    none = lrn.step(make_batch(B=32))  # no demo rows
+    assert float(none["bc_loss"]) == 0.0

@@ -252,3 +252,26 @@ def test_bad_settings_are_refused_naming_the_field(store, kw, field):
     args = {"utd_ratio": 1.0, "warmup_steps": 0, **kw}
     with pytest.raises(ValueError, match=field):
         TrainingLoop(*_parts(store), **args)
+
+
+def test_pretrain_runs_on_demo_rows_outside_the_schedule(store, tmp_path):
+    """agent.pretrain_updates: updates on a fresh run's demo rows before its first policy,
+    outside the schedule, in slices if a deadline says so; nothing without demo rows."""
+    import time
+
+    loop = make(store, "sac-demos")
+    loop.join(DEMO_ROWS)  # the 100 demo rows only, as a fresh run's store after recording
+    assert loop.pretrain(7) == 7
+    assert loop.learner.num_steps == 7 and loop.schedule.done == 0  # the schedule is untouched
+    assert "critic_loss" in loop.last_metrics
+    assert loop.pretrain(5, deadline=time.perf_counter() - 1) == 1  # a slice: at least one
+    obs, act = make_specs(OBS, ACT)
+    empty = tmp_path / "no_demos.zarr"
+    with ReplayWriter(empty, obs, act, ReplayConfig(fsync=False)) as w:
+        w.append_batch(synthetic_rows(range(10), obs_dim=OBS, act_dim=ACT, episode_len=5))
+        w.flush()
+    loop2 = make(empty, "sac-demos")
+    loop2.join()
+    assert loop2.pretrain(3) == 0  # policy rows only: nothing to warm-start from
+    with pytest.raises(ValueError, match="pretrain_updates"):
+        loop.pretrain(-1)

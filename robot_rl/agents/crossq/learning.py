@@ -108,7 +108,7 @@ class CrossQLearner(SACLearner):
         if updated:
             self.critic.eval()
             try:
-                metrics.update(self._actor_step(obs_n))
+                metrics.update(self._actor_step(obs_n, batch, q_mean))
             finally:
                 self.critic.train()
             self.num_actor_updates += 1

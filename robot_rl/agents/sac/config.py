@@ -11,10 +11,6 @@ _NOT_USED = ("svg_entropy_coef", "svg_soft_target", "twin_critics")
 def resolve_ensemble(agent: Any, *, norm_default: str, delay_default: int,
                      beta1_default: float) -> dict[str, Any]:
     """The settings the ensemble families (sac, crossq) share."""
-    if agent.bc_weight:
-        raise ValueError(f"agent.bc_weight: behaviour cloning is part of ddpgfd; algo="
-                         f"{agent.algo} learns from demo rows through demo_fraction (RLPD's "
-                         "symmetric sampling: 0.5)")
     n = agent.ensemble_size or 2
     m = agent.target_subset or min(2, n)
     if m > n:
@@ -38,6 +34,7 @@ def resolve_ensemble(agent: Any, *, norm_default: str, delay_default: int,
         target_entropy=None if agent.target_entropy == "auto" else float(agent.target_entropy),
         temperature_lr=agent.temperature_lr or agent.actor_lr,
         soft_target=True,
+        bc_weight=agent.bc_weight or 0.0,
         target_noise=0.0,
         priority_formula="abs_td",
     )

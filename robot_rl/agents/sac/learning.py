@@ -9,6 +9,8 @@ One ``step`` (one critic update; the actor and temperature every ``policy_delay`
     3. every policy_delay-th update (RLPD: G = utd_ratio, i.e. once per env step):
        actor   L = mean_b [alpha log pi(a_b|s_b) - Q(s_b, a_b)],  Q = min_i or mean_i Q_i
        alpha   J = -mean_b log alpha * (log pi(a_b|s_b) + H_target)   (learn_temperature)
+       with bc_weight > 0 the actor also clones the demo rows' actions with its mean action,
+       where the critic prefers them (Q-filter): + bc_weight * L_BC (DDPGfD's term)
 
 ``d = gamma^m (1 - terminated)`` from the batch: no bootstrap through a termination, bootstrap
 through a truncation (the time limit is not the end of the task).
@@ -23,6 +25,7 @@ from torch import nn
 
 from robot_rl.agents.base import LearnerBase, adam
 from robot_rl.agents.losses import (
+    bc_loss,
     clipped_target,
     hard_update,
     l2_penalty,
@@ -151,24 +154,33 @@ class SACLearner(LearnerBase):
             "q_std": qd.std(dim=0).mean() if qd.shape[0] > 1 else torch.zeros(())}
         updated = self.num_steps % cfg.policy_delay == 0
         if updated:
-            metrics.update(self._actor_step(obs_n))
+            metrics.update(self._actor_step(obs_n, batch, q_mean))
             self.num_actor_updates += 1
         metrics["alpha"] = self.alpha
         metrics["actor_updated"] = torch.tensor(float(updated))
         self.last_priorities = td_abs
         return metrics
 
-    def _actor_step(self, obs_n: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The reparameterised actor update on the ensemble's value, then the temperature's."""
+    def _actor_step(self, obs_n: torch.Tensor, batch: Any = None,
+                    q_data: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The reparameterised actor update on the ensemble's value (+ behaviour cloning of the
+        demo rows' actions by the mean action, with the Q-filter, when ``bc_weight`` > 0), then
+        the temperature's."""
         cfg = self.config
         a, log_prob = self.actor.sample_normalized(obs_n, self.generator)
         q_pi = reduce_ensemble(self.critic(obs_n, a), cfg.actor_q)
         loss = sac_actor_loss(q_pi, log_prob, self.alpha)
+        out: dict[str, torch.Tensor] = {}
+        if cfg.bc_weight > 0 and batch is not None:
+            l_bc, passed = bc_loss(self.actor.forward_normalized(obs_n), batch.action,
+                                   batch.is_demo, q_data, q_pi.detach(), cfg.q_filter)
+            loss = loss + cfg.bc_weight * l_bc
+            out.update({"bc_loss": l_bc.detach(), "q_filter_pass": passed})
         if cfg.actor_l2 > 0:
             loss = loss + l2_penalty(self._actor_w, cfg.actor_l2)
         self._apply_grads(self.actor_params, torch.autograd.grad(loss, self.actor_params),
                           self.actor_opt)
-        out = {"actor_loss": loss.detach(), "entropy": -log_prob.detach().mean()}
+        out.update({"actor_loss": loss.detach(), "entropy": -log_prob.detach().mean()})
         if cfg.learn_temperature:
             t_loss = temperature_loss(self.temperature.log_alpha, log_prob, self.target_entropy)
             self._apply_grads([self.temperature.log_alpha],
