@@ -93,8 +93,21 @@ class LearnerBase:
         raise NotImplementedError
 
     def _build_optimizers(self) -> None:
-        """Create the optimisers (after the modules moved to the device)."""
-        raise NotImplementedError
+        """The actor's and the critic's Adam (after the modules moved to the device), and the
+        weight matrices the L2 penalties read; families with more state extend it."""
+        from robot_rl.agents.networks import actor_weight_matrices
+
+        cfg = self.config
+        self._betas = (cfg.adam_beta1, 0.999)
+        self.actor_params = list(self.actor.net.parameters())
+        self.critic_params = list(self.critic.parameters())
+        self.actor_opt = adam(self.actor_params, cfg.actor_lr, self._betas)
+        self.critic_opt = adam(self.critic_params, cfg.critic_lr, self._betas)
+        self._critic_w = self.critic.weight_matrices()
+        self._actor_w = actor_weight_matrices(self.actor)
+        #: target parameters and the online ones they follow (:meth:`_update_targets`)
+        self._targets: list[torch.Tensor] = []
+        self._onlines: list[torch.Tensor] = []
 
     def _modules(self) -> dict[str, nn.Module]:
         """Every module whose state is saved, by checkpoint name."""
@@ -178,6 +191,22 @@ class LearnerBase:
         if cfg.critic_l2 > 0:
             loss = loss + l2_penalty(self._critic_w, cfg.critic_l2)
         return loss
+
+    def _critic_step(self, loss: torch.Tensor) -> None:
+        """One optimiser step of the critic(s) on ``loss``; counts the update."""
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+        self.num_steps += 1
+
+    def _update_targets(self) -> None:
+        """``target_update``: Polyak ``theta' <- tau theta + (1 - tau) theta'`` or a hard copy."""
+        from robot_rl.agents.losses import hard_update, polyak_update
+
+        if self.config.target_update == "polyak":
+            polyak_update(self._targets, self._onlines, self.config.tau)
+        else:
+            hard_update(self._targets, self._onlines)
 
     @staticmethod
     def _apply_grads(params: list[nn.Parameter], grads: tuple[torch.Tensor, ...],

@@ -19,12 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_rl.agents.base import adam
 from robot_rl.agents.losses import (
     clipped_target,
     critic_td_loss,
     l2_penalty,
+    min_over_critics,
     soft_value,
+    subset_min,
     td_target,
 )
 from robot_rl.agents.sac.learning import SACLearner
@@ -46,20 +47,6 @@ class CrossQLearner(SACLearner):
     def _build(self, action_low: Any, action_high: Any) -> None:
         super()._build(action_low, action_high)
         del self.target_critic  # no target networks
-
-    def _build_optimizers(self) -> None:
-        cfg = self.config
-        betas = (cfg.adam_beta1, 0.999)
-        self.actor_params = list(self.actor.net.parameters())
-        self.critic_params = list(self.critic.parameters())
-        self.actor_opt = adam(self.actor_params, cfg.actor_lr, betas)
-        self.critic_opt = adam(self.critic_params, cfg.critic_lr, betas)
-        self.temperature_opt = adam([self.temperature.log_alpha], cfg.temperature_lr, betas)
-        self._critic_w = self.critic.weight_matrices()
-        from robot_rl.agents.networks import actor_weight_matrices
-
-        self._actor_w = actor_weight_matrices(self.actor)
-        self._subset_gen = torch.Generator().manual_seed(self.seed + 3)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "temperature": self.temperature}
@@ -86,18 +73,15 @@ class CrossQLearner(SACLearner):
         q, q_next = joint_pass(self.critic, obs_n, batch.action, next_n, a_next)
         with torch.no_grad():
             members = self._members()
-            qn = q_next if members is None else q_next.index_select(0, members)
-            y = td_target(reward, discount, soft_value(qn.min(dim=0).values, log_prob_next,
-                                                       self.alpha))
+            v_next = (min_over_critics(q_next) if members is None
+                      else subset_min(q_next, members))
+            y = td_target(reward, discount, soft_value(v_next, log_prob_next, self.alpha))
             if cfg.target_clip is not None:
                 y = clipped_target(y, *cfg.target_clip)
         loss_c = critic_td_loss(q, y, batch.weights)
         if cfg.critic_l2 > 0:
             loss_c = loss_c + l2_penalty(self._critic_w, cfg.critic_l2)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss_c.backward()
-        self.critic_opt.step()
-        self.num_steps += 1
+        self._critic_step(loss_c)
         qd = q.detach()
         q_mean = qd.mean(dim=0)
         td_abs = (y - q_mean).abs()

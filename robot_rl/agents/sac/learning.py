@@ -27,17 +27,15 @@ from robot_rl.agents.base import LearnerBase, adam
 from robot_rl.agents.losses import (
     bc_loss,
     clipped_target,
-    hard_update,
     l2_penalty,
-    polyak_update,
+    min_over_critics,
     reduce_ensemble,
     sac_actor_loss,
     soft_value,
-    subset_min,
     td_target,
     temperature_loss,
 )
-from robot_rl.agents.networks import BatchedCritic, GaussianActor, actor_weight_matrices
+from robot_rl.agents.networks import BatchedCritic, GaussianActor
 
 
 class Temperature(nn.Module):
@@ -73,17 +71,12 @@ class SACLearner(LearnerBase):
                              renorm_warmup=cfg.renorm_warmup)
 
     def _build_optimizers(self) -> None:
-        cfg = self.config
-        betas = (cfg.adam_beta1, 0.999)
-        self.actor_params = list(self.actor.net.parameters())
-        self.critic_params = list(self.critic.parameters())
-        self.actor_opt = adam(self.actor_params, cfg.actor_lr, betas)
-        self.critic_opt = adam(self.critic_params, cfg.critic_lr, betas)
-        self.temperature_opt = adam([self.temperature.log_alpha], cfg.temperature_lr, betas)
-        self._targets = list(self.target_critic.parameters())
-        self._onlines = self.critic_params
-        self._critic_w = self.critic.weight_matrices()
-        self._actor_w = actor_weight_matrices(self.actor)
+        super()._build_optimizers()
+        self.temperature_opt = adam([self.temperature.log_alpha], self.config.temperature_lr,
+                                    self._betas)
+        if hasattr(self, "target_critic"):
+            self._targets = list(self.target_critic.parameters())
+            self._onlines = self.critic_params
         # the subset of target members is drawn on the CPU from the update generator's seed
         self._subset_gen = torch.Generator().manual_seed(self.seed + 3)
 
@@ -119,8 +112,8 @@ class SACLearner(LearnerBase):
         cfg = self.config
         a_next, log_prob = self.actor.sample_normalized(next_obs_n, self.generator)
         members = self._members()
-        q_next = self.target_critic(next_obs_n, a_next, members)
-        v_next = soft_value(q_next.min(dim=0).values, log_prob, self.alpha)
+        q_next = self.target_critic(next_obs_n, a_next, members)  # only the subset's members
+        v_next = soft_value(min_over_critics(q_next), log_prob, self.alpha)
         y = td_target(reward, discount, v_next)
         if cfg.target_clip is not None:
             y = clipped_target(y, *cfg.target_clip)
@@ -137,15 +130,9 @@ class SACLearner(LearnerBase):
         obs_n, y1, yn = self._normalized_targets(batch)
         q = self.critic(obs_n, batch.action)
         loss_c = self._critic_loss(q, y1, yn, batch.weights)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss_c.backward()
-        self.critic_opt.step()
-        self.num_steps += 1
+        self._critic_step(loss_c)
         if self.num_steps % cfg.target_update_period == 0:
-            if cfg.target_update == "polyak":
-                polyak_update(self._targets, self._onlines, cfg.tau)
-            else:
-                hard_update(self._targets, self._onlines)
+            self._update_targets()
         qd = q.detach()
         q_mean = qd.mean(dim=0)
         td_abs = ((y1 if self._use_1 else yn) - q_mean).abs()

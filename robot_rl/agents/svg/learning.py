@@ -14,17 +14,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_rl.agents.base import LearnerBase, adam
+from robot_rl.agents.base import LearnerBase
 from robot_rl.agents.losses import (
     clipped_target,
-    hard_update,
     l2_penalty,
     min_over_critics,
-    polyak_update,
     svg0_actor_loss,
     td_target,
 )
-from robot_rl.agents.networks import CriticEnsemble, GaussianActor, actor_weight_matrices
+from robot_rl.agents.networks import CriticEnsemble, GaussianActor
 
 
 class SVG0Learner(LearnerBase):
@@ -39,16 +37,9 @@ class SVG0Learner(LearnerBase):
         self.target_critic.load_state_dict(self.critic.state_dict())
 
     def _build_optimizers(self) -> None:
-        cfg = self.config
-        betas = (cfg.adam_beta1, 0.999)
-        self.actor_params = list(self.actor.net.parameters())
-        self.critic_params = list(self.critic.parameters())
-        self.actor_opt = adam(self.actor_params, cfg.actor_lr, betas)
-        self.critic_opt = adam(self.critic_params, cfg.critic_lr, betas)
+        super()._build_optimizers()
         self._targets = list(self.target_critic.parameters())
         self._onlines = list(self.critic.parameters())
-        self._critic_w = self.critic.weight_matrices()
-        self._actor_w = actor_weight_matrices(self.actor)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
@@ -77,10 +68,7 @@ class SVG0Learner(LearnerBase):
         obs_n, y1, yn = self._normalized_targets(batch)
         q = self.critic(obs_n, batch.action)
         loss_c = self._critic_loss(q, y1, yn, batch.weights)
-        self.critic_opt.zero_grad(set_to_none=True)
-        loss_c.backward()
-        self.critic_opt.step()
-        self.num_steps += 1
+        self._critic_step(loss_c)
         q1 = q[0].detach()
         td_abs = ((y1 if self._use_1 else yn) - q1).abs()
         metrics: dict[str, torch.Tensor] = {"critic_loss": loss_c.detach(), "q_mean": q1.mean(),
@@ -94,10 +82,7 @@ class SVG0Learner(LearnerBase):
         metrics.update({"actor_loss": loss.detach(), "entropy": -log_prob.detach().mean()})
         self.num_actor_updates += 1
         if self.num_actor_updates % cfg.target_update_period == 0:
-            if cfg.target_update == "polyak":
-                polyak_update(self._targets, self._onlines, cfg.tau)
-            else:
-                hard_update(self._targets, self._onlines)
+            self._update_targets()
         metrics["actor_updated"] = torch.tensor(1.0)
         self.last_priorities = td_abs
         return metrics
