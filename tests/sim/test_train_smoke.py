@@ -169,9 +169,9 @@ def test_sac_and_crossq_learn_dense_reach_a_little(tmp_path, algo, extra):
     # measured here (seed 0, 1 thread): sac -7.6, crossq -10.5, random -15.8
     assert res.final_eval["mean_return"] > rand.mean_return + 3.0, (res.final_eval, rand)
 
-def _success_curve(bench, arm: str, tmp_path) -> list[float]:
-    bench.run_ours(arm, 0, str(tmp_path))
-    rows = list(csv.DictReader(open(tmp_path / f"{arm}_s0" / "eval.csv")))
+def _success_curve(bench, arm: str, tmp_path, seed: int = 0) -> list[float]:
+    bench.run_ours(arm, seed, str(tmp_path))
+    rows = list(csv.DictReader(open(tmp_path / f"{arm}_s{seed}" / "eval.csv")))
     assert int(rows[-1]["env_steps"]) == bench.ARMS[arm]["budget"], rows[-1]
     return [float(r["success_rate"]) for r in rows]
 
@@ -202,3 +202,15 @@ def test_demos_make_sparse_reach_learnable(tmp_path, bench_learning):
     assert max(with_demos[:16_000 // every]) >= 0.9, with_demos
     assert with_demos[-1] >= 0.9, with_demos
     assert max(without[:20_000 // every]) < 0.3, without
+
+
+@pytest.mark.slow
+def test_crossq_reaches_95_percent_on_dense_reach_within_6k_env_steps(tmp_path, bench_learning):
+    """Issue 16's headline arm (bench/learning.py ``crossq_u3_g95_dense``: CrossQ, UTD 3, gamma
+    0.95, 10k env steps, evaluations every 500) on its first seed, 10: some evaluation by 6k
+    env steps reaches >= 95 % (measured in session 9: 98 % at 5k; TD3 and SB3 TD3 need 16-26k).
+    About 12 minutes on 2 cores."""
+    bench = bench_learning
+    curve = _success_curve(bench, "crossq_u3_g95_dense", tmp_path, seed=10)
+    every = bench.ARMS["crossq_u3_g95_dense"]["eval_every"]
+    assert max(curve[:6_000 // every]) >= 0.95, curve
