@@ -186,6 +186,21 @@ def _meta() -> dict[str, Any]:
 # --------------------------------------------------------------------------- graph processes
 
 
+_RT_ALLOWED: bool | None = None
+
+
+def _rt_allowed() -> bool:
+    """Whether this process may start children at SCHED_FIFO (asked once, with ``chrt``)."""
+    global _RT_ALLOWED
+    if _RT_ALLOWED is None:
+        try:
+            _RT_ALLOWED = subprocess.run(["chrt", "-f", "1", "true"], capture_output=True,
+                                         timeout=10).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            _RT_ALLOWED = False
+    return _RT_ALLOWED
+
+
 class Graph:
     """The sim graph's nodes as processes, started from the runner's plan."""
 
@@ -209,8 +224,12 @@ class Graph:
             cmd = self.plan.command(spec)
             if spec.nice:
                 cmd = ["nice", "-n", str(spec.nice)] + cmd
-            if spec.rt_priority:
+            if spec.rt_priority and _rt_allowed():
                 cmd = ["chrt", "-f", str(spec.rt_priority)] + cmd
+            elif spec.rt_priority:  # as the runner does: normal scheduling, said in the log
+                log.write(f"# SCHED_FIFO {spec.rt_priority} refused by this kernel (needs root, "
+                          f"CAP_SYS_NICE or an rtprio limit): normal scheduling\n")
+                log.flush()
             # PR_SET_PDEATHSIG: a node dies with the bench (a killed bench left the graph
             # running, at SCHED_FIFO in the --rt cases)
             self.procs.append((spec, spawn(cmd, stdout=log, stderr=subprocess.STDOUT,

@@ -72,7 +72,10 @@ DEMOS = 10
 #: the safety node never has to cut, the learner training as fast as it can
 COMMON = ["task.action_mode=ee_velocity", "safety.ee_speed_max=0.55", "sim.num_robots=1",
           "sim.clock=realtime", "agent.utd_pacing=floor", f"run.eval_every={EVAL_EVERY}",
-          "run.eval_episodes=50", "replay.fsync=true"]
+          "run.eval_episodes=50", "replay.fsync=true",
+          # as a lab runs it: the control path (sim, actor, safety) at SCHED_FIFO, the learner
+          # niced below it (the runner says in the log when the kernel refuses the priority)
+          "run.rt_priority=50"]
 #: the learner's recipe on this 2-core machine (issue 16): CrossQ -- no target networks, batch
 #: renormalised critics, UTD 1 nominal; the floor pacing lets it use every spare cycle
 RECIPE = ["agent.algo=crossq", "agent.init_temperature=0.05", "agent.warmup_steps=500"]
@@ -205,6 +208,7 @@ def run_one(arm: str, seed: int, root: Path, *, limit_min: float | None = None,
         out.update({"latency_p50_ms": round(float(q[0]), 2), "latency_p99_ms": round(float(q[1]), 2),
                     "latency_max_ms": round(float(lat.max()), 2), "latency_samples": int(lat.size)})
     out["watchdog_outputs_while_acting"] = watchdog
+    out["control_path_sched_fifo"] = gb._rt_allowed()
     out["learner_utd_last_window"] = diag.get("/learner_node")
     out.update(gb._meta())
     (run_dir / "realtime.json").write_text(json.dumps(out, indent=1))

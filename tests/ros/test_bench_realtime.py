@@ -1,8 +1,10 @@
 """bench/realtime.py keeps working: its --quick run (the real graph in real time on this test
 process's ROS_DOMAIN_ID, tiny networks, one evaluation) measures what docs/results.md quotes.
 
-Only the shape is checked, and that the watchdog never fired while the actor was acting; never a
-time or a latency (a timed assertion on a shared machine would flake).
+Only the shape is checked: never a time, a latency or a count of watchdog outputs (how often a
+loaded 2-core CI machine delays the actor past the 0.1 s watchdog is a timing, and a timed
+assertion on a shared machine flakes -- CI once saw 1 such output in a run). The bench reports the
+count; docs/results.md quotes it from the real runs.
 """
 import json
 import subprocess
@@ -26,7 +28,8 @@ def test_quick_run_measures_a_real_time_run(tmp_path):
     assert "sim.clock=realtime" in r["overrides"] and "agent.utd_pacing=floor" in r["overrides"]
     assert r["evals"] >= 1 and r["curve"][0][0] >= 100  # (env steps, success, minutes)
     assert r["latency_samples"] > 10 and 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
-    assert r["watchdog_outputs_while_acting"] == 0
+    wd = r["watchdog_outputs_while_acting"]
+    assert isinstance(wd, int) and 0 <= wd < r["latency_samples"]
     saved = json.loads((tmp_path / "dense_s0" / "realtime.json").read_text())
     assert saved["policy_rows"] == r["policy_rows"]
     # a second run into the same directory is refused: every run is measured from scratch
