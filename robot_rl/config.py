@@ -355,6 +355,13 @@ class AgentConfig(_Section):
     exploration_decay_steps: int = Field(
         0, ge=0, description="env steps after warm-up over which the std moves linearly from "
         "exploration_noise to exploration_noise_final")
+    sample_correlation: float = Field(
+        0.0, ge=0, lt=1, description="sac, crossq, svg0: lag-1 correlation rho of the standard "
+        "normal draws xi of the behaviour policy's samples tanh(mu + sigma xi), an AR(1) process "
+        "xi_t = rho xi_(t-1) + sqrt(1 - rho^2) n_t restarted each episode (each xi_t is still "
+        "N(0, 1): every action is a sample of the policy). 0: independent draws. A real arm "
+        "needs smooth commands: independent samples jump by more than the acceleration limits "
+        "allow at 20 Hz and the safety node clamps them")
     ou_theta: float = Field(0.15, gt=0, description="OU mean-reversion rate theta (1/s)")
     ou_dt: float = Field(0.05, gt=0, description="OU time step (s); the control period at 20 Hz")
     # -- DDPGfD extras (each switchable; None: 'on' for ddpgfd, 'off' otherwise) --
@@ -542,6 +549,11 @@ class RunConfig(_Section):
     eval_seed: int = Field(
         1_000_000, ge=0, description="evaluation episode i is reset with seed eval_seed + i: one "
         "fixed list for every run and arm")
+    train_through_safety: bool = Field(
+        False, description="in-process trainer: act (and evaluate) through the safety node's "
+        "filter, one command per control step as the graph's safety node, and store the applied "
+        "command mapped into the action space, as an actor node does (the graph always does; "
+        "false: the policy's action goes to the sim unfiltered)")
     log_every: int = Field(1_000, gt=0, description="print/log training progress every this many env steps")
     checkpoint_every: int = Field(
         0, ge=0, description="checkpoint at the first episode end after every this many env steps "

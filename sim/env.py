@@ -14,7 +14,8 @@ Episode ends are kept apart, as DESIGN §8 and every off-policy learner need:
 ``config.safety``, one output per control step, as the graph's safety node in ``proposal``
 mode) between the action and the arm: the env then behaves as the ROS graph does, which is how
 the learner node evaluates a policy trained through the graph. ``info["safety_rules"]`` holds
-the rules that fired.
+the rules that fired, ``info["applied_action"]`` the applied command in the action space (what
+an actor node stores; the trainer's ``run.train_through_safety``).
 """
 from __future__ import annotations
 
@@ -178,6 +179,11 @@ class PandaEnv(gym.Env):
         info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd}
         if self._safety is not None:
             info["safety_rules"] = rules
+            # the command the filter let through, in the action space (clipped to the box as
+            # robot_rl.actor.ActorCore.applied_action does): what an actor node stores
+            info["applied_action"] = np.clip(self.mapper.to_action(dq_cmd, q),
+                                             self.mapper.spec.low,
+                                             self.mapper.spec.high).astype(np.float32)
         obs, clipped = self._observe(s)
         if clipped:
             info["observation_clipped"] = clipped

@@ -5,9 +5,16 @@ What an actor does at env step ``t`` with observation ``s``::
     warming up (t < warmup, or no policy yet)  ->  a ~ U(low, high)
     deterministic policy (ddpg, td3, ddpgfd)    ->  a = clip(pi(s) + eps_t, low, high)
                                                     eps_t from the configured noise process
-    stochastic policy (svg0, sac, crossq)       ->  a = clip(scale * tanh(mu(s) + sigma(s) * xi)
-                                                    + bias, low, high),  xi ~ N(0, I)
+    stochastic policy (svg0, sac, crossq)       ->  a = clip(scale * tanh(mu(s) + sigma(s) * xi_t)
+                                                    + bias, low, high),  xi_t ~ N(0, I)
                                                     (its own sample: no extra noise)
+
+The draws ``xi_t`` of a stochastic policy are independent, or with ``agent.sample_correlation``
+``rho > 0`` an AR(1) process ``xi_t = rho xi_(t-1) + sqrt(1 - rho^2) n_t`` (``xi_0 ~ N(0, I)``
+at every episode start): each ``xi_t`` is still standard normal, so each action is a sample of
+the policy at its state (what the off-policy learner assumes of nothing anyway), but consecutive
+draws differ by ``sqrt(2 (1 - rho))`` instead of ``sqrt(2)`` standard deviations -- a real arm's
+acceleration limits at 20 Hz clamp independent samples (docs/results.md, issue 16).
 
 Evaluation (DESIGN §8) acts with the deterministic action alone: ``pi(s)``, or
 ``scale * tanh(mu(s)) + bias`` for a stochastic policy.
@@ -69,6 +76,10 @@ class BehaviourPolicy:
         self.warmup = int(warmup)
         self.noise = make_noise(agent, self.act_dim, seed=seed)
         self.rng = np.random.Generator(np.random.PCG64(seed + 1))
+        self.rho = float(getattr(agent, "sample_correlation", 0.0))
+        if not 0.0 <= self.rho < 1.0:
+            raise ValueError(f"agent.sample_correlation: expected 0 <= rho < 1, got {self.rho}")
+        self._xi: np.ndarray | None = None  # the last draw of this episode (rho > 0)
 
     def warming_up(self, t: int, policy: ActingPolicy | None) -> bool:
         return policy is None or t < self.warmup
@@ -78,21 +89,36 @@ class BehaviourPolicy:
         if self.warming_up(t, policy):
             return self.rng.uniform(self.low, self.high).astype(np.float32)
         if policy.stochastic:
-            xi = self.rng.standard_normal(self.act_dim).astype(np.float32)
+            xi = self._draw()
             return np.clip(policy.sample(observation, xi), self.low, self.high).astype(np.float32)
         return behaviour_action(policy(observation), self.noise.sample(t), self.low, self.high)
 
+    def _draw(self) -> np.ndarray:
+        """The next standard normal draw ``xi_t`` of a stochastic policy (float32)."""
+        n = self.rng.standard_normal(self.act_dim)
+        if self.rho > 0.0:
+            if self._xi is not None:
+                n = self.rho * self._xi + np.sqrt(1.0 - self.rho * self.rho) * n
+            self._xi = n
+        return n.astype(np.float32)
+
     def reset(self) -> None:
-        """Episode start (an Ornstein-Uhlenbeck process restarts at its mean)."""
+        """Episode start (an Ornstein-Uhlenbeck process restarts at its mean; correlated draws
+        of a stochastic policy start afresh)."""
         self.noise.reset()
+        self._xi = None
 
     def state(self) -> dict[str, Any]:
-        """The generators' states (JSON), for a checkpoint: ``{"noise": ..., "rng": ...}``."""
-        return {"noise": self.noise.state(), "rng": self.rng.bit_generator.state}
+        """The generators' states (JSON), for a checkpoint: ``{"noise": ..., "rng": ...,
+        "xi": ...}`` (``xi``: the last correlated draw, or None)."""
+        return {"noise": self.noise.state(), "rng": self.rng.bit_generator.state,
+                "xi": None if self._xi is None else self._xi.tolist()}
 
     def set_state(self, state: dict[str, Any]) -> None:
         self.noise.set_state(state["noise"])
         self.rng.bit_generator.state = state["rng"]
+        xi = state.get("xi")  # (absent from checkpoints written before it existed)
+        self._xi = None if xi is None else np.asarray(xi, dtype=np.float64)
 
 
 class LearnerPolicy:

@@ -230,8 +230,9 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
     t_start = time.time()
     from robot_rl.sim.env import PandaEnv  # pybullet: imported once the arguments are checked
 
-    env = PandaEnv(cfg)
-    eval_env = PandaEnv(cfg)
+    # run.train_through_safety: both act through the safety node's filter as the graph does
+    env = PandaEnv(cfg, safety=run.train_through_safety)
+    eval_env = PandaEnv(cfg, safety=run.train_through_safety)
     obs_spec, act_spec = env.task.observation_spec, env.mapper.spec
     low = act_spec.low.astype(np.float32)
     high = act_spec.high.astype(np.float32)
@@ -269,7 +270,7 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             steps, episodes = ex["env_steps"], ex["episodes"]
             loop.restore(env_steps=steps, updates_done=ex["updates_done"])
             session = ex["actor_session"] + 1
-            behaviour.set_state({"noise": ex["noise"], "rng": ex["rng"]})
+            behaviour.set_state({"noise": ex["noise"], "rng": ex["rng"], "xi": ex.get("xi")})
             env.np_random.bit_generator.state = ex["env_rng"]
             episode_id = _next_episode_id(store_path)
             log(f"# resumed from {ckpt} at {steps} env steps, {loop.schedule.done} updates")
@@ -349,11 +350,15 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
                 log(f"warning: step {steps + 1}: the sim's observation left its spec "
                     f"({info['observation_clipped']}); clipped into it and stored (a physics "
                     "spike; counted, total at the end)")
-            writer.append(observation=obs, action=action, next_observation=nobs, reward=reward,
+            # through the safety filter: what the arm did, in the policy's action space (an
+            # actor node stores the same), and which rules changed it
+            writer.append(observation=obs, action=info.get("applied_action", action),
+                          next_observation=nobs, reward=reward,
                           terminated=term, truncated=trunc, source=0, robot_id=0,
                           actor_session=session, seq=seq, episode_id=episode_id,
                           step_index=ep_len, stamp_ns=steps * dt_ns,
-                          policy_version=learner.num_actor_updates)
+                          policy_version=learner.num_actor_updates,
+                          safety_rules=info.get("safety_rules", 0))
             seq += 1
             steps += 1
             ep_ret += reward

@@ -1,5 +1,7 @@
 """The behaviour policy (robot_rl.agents.acting): the actor node samples a Gaussian policy as the
 torch GaussianActor does, and the trainer and the actor core choose their actions the same way."""
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -67,6 +69,50 @@ def test_sampled_actions_follow_the_policys_gaussian():
     np.testing.assert_allclose(u.std(0), sigma, rtol=0.03)
 
 
+def test_correlated_samples_are_an_ar1_process_of_the_policys_gaussian():
+    """agent.sample_correlation = rho: xi_t = rho xi_(t-1) + sqrt(1 - rho^2) n_t, restarted at
+    every episode; each action is still a sample of pi(.|s) (mean mu, std sigma), consecutive
+    ones correlated rho; a checkpointed state continues the same draws."""
+    lrn = gaussian_learner()
+    pol = NumpyPolicy(load_policy(export_policy(lrn, version=1)))
+    s = np.array([0.5, -1.0, 2.0, 0.0, 1.5], np.float32)
+    mu, sigma = (x.astype(np.float64) for x in pol.dist(s))
+    rho = 0.9
+    bp = BehaviourPolicy(AgentConfig(algo="sac", sample_correlation=rho), LOW, HIGH, seed=4,
+                         warmup=0)
+    # written out: the first draw of an episode is the generator's normal, then the AR(1) update
+    n = np.random.Generator(np.random.PCG64(5)).standard_normal((3, 3))  # seed + 1
+    xi1 = n[0]
+    xi2 = rho * xi1 + np.sqrt(1 - rho ** 2) * n[1]
+    np.testing.assert_allclose(bp(s, pol, 0), pol.sample(s, xi1.astype(np.float32)), atol=1e-7)
+    np.testing.assert_allclose(bp(s, pol, 1), pol.sample(s, xi2.astype(np.float32)), atol=1e-7)
+    bp.reset()  # a new episode: no memory of the last draw
+    np.testing.assert_allclose(bp(s, pol, 2), pol.sample(s, n[2].astype(np.float32)), atol=1e-7)
+    # mid-episode checkpoint: the same continuation
+    st = bp.state()
+    assert st["xi"] is not None
+    first = [bp(s, pol, 3 + i) for i in range(4)]
+    bp.set_state(json.loads(json.dumps(st)))
+    np.testing.assert_array_equal([bp(s, pol, 3 + i) for i in range(4)], first)
+    # the marginal is the policy's Gaussian, the lag-1 correlation rho
+    bp.reset()
+    k = 40000
+    a = np.stack([bp(s, pol, t) for t in range(k)]).astype(np.float64)
+    u = np.arctanh(np.clip((a - (HIGH + LOW) / 2) / ((HIGH - LOW) / 2), -1 + 1e-7, 1 - 1e-7))
+    z = (u - mu) / sigma
+    ess = k * (1 - rho) / (1 + rho)  # effective sample size of an AR(1) mean
+    np.testing.assert_allclose(z.mean(0), 0.0, atol=4 / np.sqrt(ess))
+    np.testing.assert_allclose(z.std(0), 1.0, rtol=0.05)
+    lag1 = [np.corrcoef(z[:-1, j], z[1:, j])[0, 1] for j in range(3)]
+    np.testing.assert_allclose(lag1, rho, atol=0.02)
+    # independent draws (the default) are not correlated
+    bp0 = BehaviourPolicy(AgentConfig(algo="sac"), LOW, HIGH, seed=4, warmup=0)
+    a0 = np.stack([bp0(s, pol, t) for t in range(4000)]).astype(np.float64)
+    assert abs(np.corrcoef(a0[:-1, 0], a0[1:, 0])[0, 1]) < 0.1
+    with pytest.raises(ValueError, match="sample_correlation"):
+        AgentConfig(algo="sac", sample_correlation=1.0)
+
+
 def test_warm_up_then_noise_or_sample_and_state_round_trip():
     agent = AgentConfig(algo="td3", exploration_noise=0.2)
     lo, hi = -np.ones(3, np.float32), np.ones(3, np.float32)
@@ -81,7 +127,7 @@ def test_warm_up_then_noise_or_sample_and_state_round_trip():
     np.testing.assert_array_equal(bp(s, det, 3), expect)
     np.testing.assert_array_equal(bp(s, None, 4), rng.uniform(lo, hi).astype(np.float32))
     st = bp.state()
-    assert set(st) == {"noise", "rng"}
+    assert set(st) == {"noise", "rng", "xi"} and st["xi"] is None
     first = [bp(s, det, 10 + i) for i in range(3)]
     bp.set_state(st)
     np.testing.assert_array_equal([bp(s, det, 10 + i) for i in range(3)], first)
