@@ -554,6 +554,12 @@ class RunConfig(_Section):
         "filter, one command per control step as the graph's safety node, and store the applied "
         "command mapped into the action space, as an actor node does (the graph always does; "
         "false: the policy's action goes to the sim unfiltered)")
+    stored_action: Literal["applied", "proposed"] = Field(
+        "applied", description="in-process trainer through the safety filter: the action a "
+        "policy row stores -- applied (the command the filter let through, mapped into the "
+        "action space: DESIGN 3, what an actor node stores) or proposed (the behaviour policy's "
+        "action; the filter is then part of the environment). CrossQ learns through the filter "
+        "only from proposals (docs/results.md, issue 16)")
     log_every: int = Field(1_000, gt=0, description="print/log training progress every this many env steps")
     checkpoint_every: int = Field(
         0, ge=0, description="checkpoint at the first episode end after every this many env steps "

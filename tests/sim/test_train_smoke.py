@@ -216,12 +216,14 @@ def test_crossq_reaches_95_percent_on_dense_reach_within_6k_env_steps(tmp_path, 
     assert max(curve[:6_000 // every]) >= 0.95, curve
 
 
-def test_training_through_the_safety_filter_stores_what_the_arm_did(tmp_path):
+@pytest.mark.parametrize("which", ["applied", "proposed"])
+def test_training_through_the_safety_filter_stores_what_the_arm_did(tmp_path, which):
     """run.train_through_safety: the trainer's env acts through the safety node's filter, as the
     graph does, and the store holds the applied command in the action space (an actor node's
     applied_action) with the rules that changed it. Warm-up's uniform actions jump by more
     than the acceleration limits allow at 20 Hz: those rows are clamped and marked; the rows the
-    filter left alone hold the proposed action (to the damped least-squares map's round trip)."""
+    filter left alone hold the proposed action (to the damped least-squares map's round trip).
+    run.stored_action=proposed stores the proposals (the rules still marked)."""
     from robot_rl.agents.acting import BehaviourPolicy
     from robot_rl.replay import ReplayReader
     from robot_rl.safety import Rule
@@ -232,18 +234,22 @@ def test_training_through_the_safety_filter_stores_what_the_arm_did(tmp_path):
         "task.action_mode=ee_velocity", "safety.ee_speed_max=0.55", "agent.torch_threads=1",
         f"run.total_steps={n}", "run.eval_every=150", "run.eval_episodes=1", "run.seed=2",
         "run.train_through_safety=true", "replay.fsync=false", f"run.root={tmp_path}",
-        "run.name=safe"])
+        "run.name=safe", f"run.stored_action={which}"])
     res = train(cfg, log=lambda _s: None)
     assert res.env_steps == n
     cols = ReplayReader(tmp_path / "safe" / "replay.zarr").read(
         0, n, ("action", "safety_rules", "step_index"))
-    stored, rules = cols["action"].astype(np.float64), cols["safety_rules"].astype(np.int64)
+    rules = cols["safety_rules"].astype(np.int64)
+    stored = cols["action"].astype(np.float64)
     # the behaviour policy's warm-up draws, regenerated (seed run.seed + 4, uniform: seed + 5)
     lo, hi = -np.ones(3, np.float32), np.ones(3, np.float32)
     bp = BehaviourPolicy(cfg.agent, lo, hi, seed=cfg.run.seed + 4, warmup=n)
     proposed = np.stack([bp(np.zeros(9, np.float32), None, t) for t in range(n)]).astype(float)
     acc = (rules & int(Rule.ACCELERATION | Rule.JERK)) != 0
     assert acc.mean() > 0.3, acc.mean()  # uniform jumps at 20 Hz: mostly clamped
+    if which == "proposed":
+        np.testing.assert_array_equal(stored, proposed)
+        return
     free = rules == 0
     assert free.sum() >= 3, rules
     np.testing.assert_allclose(stored[free], proposed[free], atol=0.05)
