@@ -368,6 +368,13 @@ class ActorCore:
         truncated = bool(step_index + 1 >= c.max_steps and not terminated)
         return self.task.reward_from_distance(distance), terminated, truncated, bool(success)
 
+    def stored_action(self, step: PendingStep) -> np.ndarray:
+        """The action a step's transition carries: the applied command (:meth:`applied_action`),
+        or for a policy row with ``replay.policy_action: proposed`` the action proposed."""
+        if self.cfg.replay.policy_action == "proposed" and step.source == 0:  # Source.POLICY
+            return np.asarray(step.action, dtype=np.float32)
+        return self.applied_action(step)
+
     def applied_action(self, step: PendingStep) -> np.ndarray:
         """The applied command(s) of a step mapped into the policy's action space.
 

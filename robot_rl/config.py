@@ -472,6 +472,14 @@ class ReplayConfig(_Section):
     check_bounds: bool = Field(
         True, description="refuse rows whose observation/action lie outside the spec's bounds"
     )
+    policy_action: Literal["applied", "proposed"] = Field(
+        "applied", description="what the action of a policy row holds: applied -- the command "
+        "the safety node sent, mapped into the action space (DESIGN 3: what the robot did); "
+        "proposed -- the behaviour policy's action, the safety filter then counts as part of "
+        "the environment (safety_rules still marks the rows it changed). Demo and intervention "
+        "rows always hold the operator's applied command. Fixed when the store is created (a "
+        "store refuses the other). CrossQ learns through the safety node only from proposals "
+        "(docs/results.md, issue 16)")
     prioritized: bool = Field(False, description="prioritized replay (sum-tree) instead of uniform")
     per_alpha: float = Field(0.6, ge=0, description="PER: priority exponent alpha (0: uniform)")
     per_beta0: float = Field(
@@ -554,12 +562,6 @@ class RunConfig(_Section):
         "filter, one command per control step as the graph's safety node, and store the applied "
         "command mapped into the action space, as an actor node does (the graph always does; "
         "false: the policy's action goes to the sim unfiltered)")
-    stored_action: Literal["applied", "proposed"] = Field(
-        "applied", description="in-process trainer through the safety filter: the action a "
-        "policy row stores -- applied (the command the filter let through, mapped into the "
-        "action space: DESIGN 3, what an actor node stores) or proposed (the behaviour policy's "
-        "action; the filter is then part of the environment). CrossQ learns through the filter "
-        "only from proposals (docs/results.md, issue 16)")
     log_every: int = Field(1_000, gt=0, description="print/log training progress every this many env steps")
     checkpoint_every: int = Field(
         0, ge=0, description="checkpoint at the first episode end after every this many env steps "

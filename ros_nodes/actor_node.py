@@ -525,7 +525,7 @@ class ActorNode(Node):
 
     def _emit(self, p: PendingStep) -> None:
         core = self.core
-        action = core.applied_action(p)
+        action = core.stored_action(p)
         msg = Transition(
             observation=_f32(p.observation), action=_f32(action),
             next_observation=_f32(p.next_observation), reward=float(p.reward),

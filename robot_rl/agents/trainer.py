@@ -351,10 +351,10 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
                     f"({info['observation_clipped']}); clipped into it and stored (a physics "
                     "spike; counted, total at the end)")
             # through the safety filter: what the arm did, in the policy's action space (an
-            # actor node stores the same), or the proposal (run.stored_action), and which rules
-            # changed it
-            stored = action if run.stored_action == "proposed" else info.get("applied_action",
-                                                                             action)
+            # actor node stores the same), or the proposal (replay.policy_action), and which
+            # rules changed it
+            stored = (action if cfg.replay.policy_action == "proposed"
+                      else info.get("applied_action", action))
             writer.append(observation=obs, action=stored,
                           next_observation=nobs, reward=reward,
                           terminated=term, truncated=trunc, source=0, robot_id=0,

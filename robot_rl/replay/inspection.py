@@ -64,6 +64,7 @@ def store_info(path: str | Path) -> dict[str, Any]:
         "observation": {"dim": r.observation_spec.dim, "names": list(r.observation_spec.names)},
         "action": {"dim": r.action_spec.dim, "names": list(r.action_spec.names)},
         "chunk_rows": r.chunk_rows,
+        "policy_action": r.layout.policy_action,
         "created": _iso(r.layout.created_unix),
         "commit": {"rows": n, "commit": info.commit, "time": _iso(info.time_unix),
                    "sessions_acked": len(info.sessions)},

@@ -178,6 +178,9 @@ class StoreLayout:
     action_spec: BoxSpec
     chunk_rows: int
     created_unix: float
+    #: what a policy row's action holds (``replay.policy_action``); stores written before the
+    #: attribute existed hold the applied command
+    policy_action: str = "applied"
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> StoreLayout:
@@ -203,7 +206,12 @@ class StoreLayout:
             diff = sorted(k for k in set(expected) | set(got) if expected.get(k) != got.get(k))
             raise StoreError(f"{where}: column layout differs from schema version {version} "
                              f"in {diff}")
-        return cls(version, obs, act, int(d["chunk_rows"]), float(d.get("created_unix", 0.0)))
+        pa = d.get("policy_action", "applied")
+        if pa not in ("applied", "proposed"):
+            raise StoreError(f"{where}: attribute policy_action is {pa!r}, expected 'applied' or "
+                             "'proposed'")
+        return cls(version, obs, act, int(d["chunk_rows"]), float(d.get("created_unix", 0.0)),
+                   pa)
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -214,6 +222,7 @@ class StoreLayout:
                 "action_spec": self.action_spec.to_dict(),
                 "chunk_rows": self.chunk_rows,
                 "created_unix": self.created_unix,
+                "policy_action": self.policy_action,
                 "writer": "robot_rl.replay",
             }
         }
@@ -497,6 +506,12 @@ class ReplayWriter:
             group = zarr.open_group(self.store, mode="r+")
             layout = StoreLayout.from_attrs(group.attrs.asdict(), str(self.path))
         layout.check_matches(self.observation_spec, self.action_spec, str(self.path))
+        if layout.policy_action != cfg.policy_action:
+            raise StoreError(
+                f"{self.path} stores the {layout.policy_action} action of policy rows "
+                f"(replay.policy_action: {layout.policy_action}) but this run asks for "
+                f"{cfg.policy_action}; refusing to mix the two in one store. Set "
+                f"replay.policy_action: {layout.policy_action}, or use a new store (run name)")
         self.layout = layout
         self.R = layout.chunk_rows
         self._obs_dim, self._act_dim = self.observation_spec.dim, self.action_spec.dim
@@ -538,7 +553,7 @@ class ReplayWriter:
 
     def _create(self, existing: bool = False) -> None:
         layout = StoreLayout(SCHEMA_VERSION, self.observation_spec, self.action_spec,
-                             int(self.config.chunk_rows), time.time())
+                             int(self.config.chunk_rows), time.time(), self.config.policy_action)
         group = zarr.create_group(store=self.store, attributes=layout.to_attrs(), overwrite=existing)
         data = group.create_group(DATA_GROUP, overwrite=existing)
         for c in COLUMNS:

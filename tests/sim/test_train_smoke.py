@@ -223,7 +223,7 @@ def test_training_through_the_safety_filter_stores_what_the_arm_did(tmp_path, wh
     applied_action) with the rules that changed it. Warm-up's uniform actions jump by more
     than the acceleration limits allow at 20 Hz: those rows are clamped and marked; the rows the
     filter left alone hold the proposed action (to the damped least-squares map's round trip).
-    run.stored_action=proposed stores the proposals (the rules still marked)."""
+    replay.policy_action=proposed stores the proposals (the rules still marked)."""
     from robot_rl.agents.acting import BehaviourPolicy
     from robot_rl.replay import ReplayReader
     from robot_rl.safety import Rule
@@ -234,7 +234,7 @@ def test_training_through_the_safety_filter_stores_what_the_arm_did(tmp_path, wh
         "task.action_mode=ee_velocity", "safety.ee_speed_max=0.55", "agent.torch_threads=1",
         f"run.total_steps={n}", "run.eval_every=150", "run.eval_episodes=1", "run.seed=2",
         "run.train_through_safety=true", "replay.fsync=false", f"run.root={tmp_path}",
-        "run.name=safe", f"run.stored_action={which}"])
+        "run.name=safe", f"replay.policy_action={which}"])
     res = train(cfg, log=lambda _s: None)
     assert res.env_steps == n
     cols = ReplayReader(tmp_path / "safe" / "replay.zarr").read(

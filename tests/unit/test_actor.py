@@ -98,6 +98,28 @@ def test_applied_action_maps_back_through_the_jacobian(core):
     np.testing.assert_allclose(core.applied_action(step), core.applied_action(PendingStep(0, None, a, q, 0, 0, 0, 0, applied=[dq])) / 2, rtol=1e-6)
 
 
+def test_stored_action_is_the_applied_command_or_the_policys_proposal():
+    """replay.policy_action: applied (default) -- every row carries what the robot did;
+    proposed -- policy rows carry the proposal, demo and intervention rows still the command."""
+    q = None
+    a = np.array([0.9, -0.8, 0.1], np.float32)
+    for pa in ("applied", "proposed"):
+        cfg = config_from_dict({"task": {"action_mode": "ee_velocity"},
+                                "replay": {"policy_action": pa}})
+        core = ActorCore(cfg, 0, 99, seed=0)
+        q = np.asarray(cfg.robot.home, float)
+        slowed = 0.5 * core.mapper.to_joint_velocities(a, q)  # the safety node halved it
+        for source in (0, 1, 2):
+            step = PendingStep(0, np.zeros(20, np.float32), a, q, 7, 0, 0, 0, source=source,
+                               applied=[slowed])
+            got = core.stored_action(step)
+            if pa == "proposed" and source == 0:
+                np.testing.assert_array_equal(got, a)
+            else:
+                np.testing.assert_array_equal(got, core.applied_action(step))
+                np.testing.assert_allclose(got, a / 2, atol=0.02)
+
+
 def test_policy_swap_refuses_wrong_architecture_garbage_and_old_versions():
     import torch
 

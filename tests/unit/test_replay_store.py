@@ -358,6 +358,32 @@ def test_reopen_with_another_spec_is_refused_saying_what_differs(tmp_path):
     writer(p).close()
 
 
+def test_policy_action_is_fixed_when_the_store_is_created(tmp_path):
+    """replay.policy_action (applied | proposed) is kept in the attributes; a writer asking for
+    the other is refused (the two would mix in one action column); stores written before the
+    attribute existed hold applied commands."""
+    p = tmp_path / "pa.zarr"
+    prop = CFG.model_copy(update={"policy_action": "proposed"})
+    w = writer(p, prop)
+    w.append_batch(rows(range(3)))
+    w.close()
+    assert ReplayReader(p).layout.policy_action == "proposed"
+    with pytest.raises(StoreError, match=r"stores the proposed action of policy rows "
+                       r"\(replay.policy_action: proposed\) but this run asks for applied"):
+        writer(p)
+    writer(p, prop).close()  # the same setting reopens
+    assert len(ReplayReader(p)) == 3
+    q = tmp_path / "old.zarr"
+    writer(q).close()
+    meta = json.loads((q / "zarr.json").read_text())
+    assert meta["attributes"]["robot_rl_replay"].pop("policy_action") == "applied"
+    (q / "zarr.json").write_text(json.dumps(meta))
+    assert ReplayReader(q).layout.policy_action == "applied"
+    writer(q).close()
+    with pytest.raises(StoreError, match="proposed"):
+        writer(q, prop)
+
+
 def test_a_store_of_another_schema_version_is_refused(tmp_path):
     p = tmp_path / "v.zarr"
     writer(p).close()
