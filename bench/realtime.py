@@ -76,9 +76,11 @@ COMMON = ["task.action_mode=ee_velocity", "safety.ee_speed_max=0.55", "sim.num_r
           # as a lab runs it: the control path (sim, actor, safety) at SCHED_FIFO, the learner
           # niced below it (the runner says in the log when the kernel refuses the priority)
           "run.rt_priority=50"]
-#: the learner's recipe on this 2-core machine (issue 16): CrossQ -- no target networks, batch
-#: renormalised critics, UTD 1 nominal; the floor pacing lets it use every spare cycle
-RECIPE = ["agent.algo=crossq", "agent.init_temperature=0.05", "agent.warmup_steps=500"]
+#: the learner's recipe on this 2-core machine (issue 16, make sim's): CrossQ -- no target
+#: networks, batch renormalised critics, UTD 1 nominal (the floor pacing lets it use every spare
+#: cycle), gamma 0.95, learning from its proposals (the safety node's clamped commands break it)
+RECIPE = ["agent.algo=crossq", "agent.init_temperature=0.05", "agent.warmup_steps=500",
+          "agent.gamma=0.95", "replay.policy_action=proposed"]
 ARMS: dict[str, dict[str, Any]] = {
     "sparse_demos": {"demos": DEMOS, "goal_min": 5.0, "limit_min": 12.0,
                      "overrides": [*RECIPE, "task.reward=sparse", "agent.demo_fraction=0.5",
