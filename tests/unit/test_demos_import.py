@@ -325,6 +325,17 @@ def test_reimport_adds_nothing_in_either_storage_format(marked_bags, cfg, tmp_pa
     assert more.plan.session != first.plan.session
 
 
+def test_import_adopts_the_stores_policy_action(marked_bags, cfg, tmp_path):
+    """Demo rows hold the operator's command either way: importing into a store that keeps
+    proposals (replay.policy_action: proposed, make sim's) works without saying so."""
+    store = tmp_path / "replay.zarr"
+    first = import_bag(marked_bags["mcap"], store, config("replay.policy_action=proposed"))
+    assert first.added_rows > 0
+    again = import_bag(marked_bags["sqlite3"], store, cfg)  # cfg: the default, applied
+    assert again.added_rows == 0 and again.duplicate_rows == first.added_rows
+    assert ReplayReader(store).layout.policy_action == "proposed"
+
+
 def test_an_interrupted_import_completes_without_duplicates(marked_bags, cfg, tmp_path):
     store = tmp_path / "replay.zarr"
     plan = plan_import(marked_bags["mcap"], cfg, store=store)
