@@ -205,12 +205,14 @@ class Graph:
     """The sim graph's nodes as processes, started from the runner's plan."""
 
     def __init__(self, root: Path, name: str, overrides: list[str], *, robots: int,
-                 learner: bool, gate: bool = False, learner_params: dict | None = None):
+                 learner: bool, gate: bool = False, learner_params: dict | None = None,
+                 resume: bool = False):
         from robot_rl.config import load_config
         from robot_rl.runner import plan_run, write_run_files
 
         cfg = load_config(None, overrides + [f"run.root={root}", f"run.name={name}"])
-        self.plan = plan_run("sim", cfg, robots=robots, learner=learner)
+        # resume: the run directory already holds a run (demos recorded into it first)
+        self.plan = plan_run("sim", cfg, robots=robots, learner=learner, resume=resume)
         for spec in self.plan.nodes:
             if spec.role == "sim":
                 spec.parameters["learner_gate"] = bool(gate and learner)

@@ -158,8 +158,9 @@ def run_one(arm: str, seed: int, root: Path, *, limit_min: float | None = None,
     if quick:
         over += ["agent.hidden=[32, 32]", "run.eval_episodes=2", "agent.batch_size=32",
                  "agent.warmup_steps=40", "run.eval_every=100"]
+    # after demos: train on the same run directory and store (robot-rl up sim --resume)
     g = gb.Graph(root, name, over, robots=1, learner=True,
-                 learner_params={"eval_in_sim": True})
+                 learner_params={"eval_in_sim": True}, resume=bool(spec["demos"] and not quick))
     probe = None
     limit = 60 * (limit_min if limit_min is not None else spec["limit_min"])
     reached: dict[str, str] | None = None
