@@ -684,18 +684,10 @@ def write_plan(plan: ImportPlan, store: str | Path, cfg: Config) -> ImportResult
     store = Path(store)
     created = not (store / "zarr.json").is_file()
     result = ImportResult(plan, str(store), written=True, created_store=created)
-    rcfg = cfg.replay
-    if not created:
-        # demo rows hold the operator's command whatever replay.policy_action says: adopt the
-        # store's setting rather than refuse a store that learns from proposals
-        from robot_rl.replay import ReplayReader, StoreError
-
-        try:
-            rcfg = rcfg.model_copy(
-                update={"policy_action": ReplayReader(store).layout.policy_action})
-        except StoreError:
-            pass  # the writer below refuses it, naming the problem
-    with ReplayWriter(store, plan.observation_spec, plan.action_spec, rcfg) as w:
+    # demo rows hold the operator's command whatever replay.policy_action says: keep the
+    # setting of an existing store rather than refuse one that learns from proposals
+    with ReplayWriter(store, plan.observation_spec, plan.action_spec, cfg.replay,
+                      adopt_policy_action=True) as w:
         for ep in plan.episodes:
             r = w.append_episode(ep.columns)
             result.added_rows += r.accepted

@@ -453,7 +453,10 @@ class ReplayWriter:
     store if the directory is missing or empty, or resumes it: the attributes must match the
     given specs (else :class:`StoreError` saying what differs), temp files of a killed writer
     are swept, the dedup state is rebuilt from the committed columns and the tail chunk's
-    committed rows are loaded so the next flush can rewrite that chunk.
+    committed rows are loaded so the next flush can rewrite that chunk. The store's
+    ``policy_action`` must match ``config.policy_action`` too, unless ``adopt_policy_action``
+    (a writer of demo rows only, whose actions are the same either way): it then keeps the
+    store's.
 
     Args:
         path: the store directory (local POSIX filesystem).
@@ -464,8 +467,10 @@ class ReplayWriter:
 
     def __init__(self, path: str | Path, observation_spec: BoxSpec, action_spec: BoxSpec,
                  config: ReplayConfig | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 adopt_policy_action: bool = False) -> None:
         self.path = Path(path)
+        self._adopt_policy_action = adopt_policy_action
         self.config = config or ReplayConfig()
         self.observation_spec = observation_spec
         self.action_spec = action_spec
@@ -506,7 +511,7 @@ class ReplayWriter:
             group = zarr.open_group(self.store, mode="r+")
             layout = StoreLayout.from_attrs(group.attrs.asdict(), str(self.path))
         layout.check_matches(self.observation_spec, self.action_spec, str(self.path))
-        if layout.policy_action != cfg.policy_action:
+        if layout.policy_action != cfg.policy_action and not self._adopt_policy_action:
             raise StoreError(
                 f"{self.path} stores the {layout.policy_action} action of policy rows "
                 f"(replay.policy_action: {layout.policy_action}) but this run asks for "
