@@ -109,7 +109,8 @@ def test_learner_sigkill_actors_keep_policy_restart_resumes(ros_process, diag, t
         diag.status, procs["/learner_node"].tail())
     procs["/learner_node"].popen.send_signal(signal.SIGKILL)
     procs["/learner_node"].wait(10)
-    v_kill = max(int(diag.get("/learner_node", "policy_version", 0)), max(versions()))
+    # the learner reports "" until it has published; its last status may predate the publish
+    v_kill = max(int(diag.get("/learner_node", "policy_version", 0) or 0), max(versions()))
     steps0 = [int(diag.get(a, "env_steps")) for a in actors]
     # The actors keep acting on the last policy.
     assert diag.spin_until(
