@@ -165,7 +165,25 @@ ARMS.update({
                             "sb3": "td3", "overrides": ["agent.algo=td3", "task.reward=dense",
                                                         "task.action_mode=ee_velocity",
                                                         "agent.gamma=0.95"]},
+    # session 11, fixed before either ran: the issue's other two peers beside
+    # crossq_u3_g95_dense, with its settings where the peer has them (gamma 0.95, warm-up 500,
+    # temperature learned from 0.05, 256x256 networks, batch 256, the same seeds, evaluation
+    # every 500 env steps on the same 50 episodes). SB3 SAC at UTD 1 (its default: one
+    # gradient step per env step), 30k env steps like the SB3 TD3 arms; sbx CrossQ (JAX) at
+    # ours' UTD 3 and actor delay 3, 10k env steps like ours. sbx runs in a separate venv
+    # with JAX (pip install sbx-rl; see PEERS_VENV below): /work/peers_venv/bin/python
+    # bench/learning.py --arm sbx_crossq_g95_dense16
+    "sb3_sac_g95_dense16": {"budget": 30_000, "seeds": ISSUE16_SEEDS, "eval_every": 500,
+                            "sb3": "sac", "overrides": [
+                                "agent.algo=sac", "task.reward=dense",
+                                "task.action_mode=ee_velocity", "agent.gamma=0.95",
+                                "agent.init_temperature=0.05", "agent.warmup_steps=500"]},
+    "sbx_crossq_g95_dense16": {"budget": 10_000, "seeds": ISSUE16_SEEDS, "eval_every": 500,
+                               "sb3": "crossq", "overrides": [*CROSSQ16, "agent.gamma=0.95"]},
 })
+#: where the sbx (JAX) peer runs: a venv with robot_rl's requirements plus ``sbx-rl`` (JAX),
+#: kept apart so that JAX never enters the project's venv
+PEERS_VENV = "python -m venv peers && peers/bin/pip install -e . sbx-rl stable-baselines3"
 
 
 def run_ours(arm: str, seed: int, root: str, resume: bool = False) -> None:
