@@ -36,6 +36,14 @@ TELEOP_TYPE = "robot_rl_interfaces/msg/TeleopCommand"
 TASK_STATE_TYPE = "robot_rl_interfaces/msg/TaskState"
 JOINT_STATE_TYPE = "sensor_msgs/msg/JointState"
 COMMANDS_TYPE = "std_msgs/msg/Float64MultiArray"
+#: A lab's own device and goal recordings (``--teleop-source``, ``--goal-topic``).
+TWIST_TYPES = ("geometry_msgs/msg/Twist", "geometry_msgs/msg/TwistStamped")
+JOY_TYPE = "sensor_msgs/msg/Joy"
+GOAL_TYPES = ("geometry_msgs/msg/PointStamped", "geometry_msgs/msg/PoseStamped")
+TELEOP_SOURCES = ("spacenav", "joy")
+#: The device topics a teleop source reads by default (the spacenav and joy drivers').
+DEFAULT_DEVICE_TOPICS = {"spacenav": {"twist": "/spacenav/twist", "joy": "/spacenav/joy"},
+                         "joy": {"joy": "/joy"}}
 #: The interface messages the importer decodes (parsed from their .msg files).
 INTERFACE_TYPES = ("TeleopCommand", "TaskState")
 
@@ -74,11 +82,24 @@ class TopicNames:
     commands: str = "joint_velocity_controller/commands"
     task_state: str = "task_state"
     namespace: str = ""
+    #: Device topics (``--teleop-source``); empty: the source's driver default
+    #: (:data:`DEFAULT_DEVICE_TOPICS`).
+    twist: str = ""
+    joy: str = ""
+    #: A ``PointStamped`` / ``PoseStamped`` goal topic read instead of ``task_state``; empty: none.
+    goal: str = ""
 
-    def resolved(self) -> dict[str, str]:
-        """``{role: fully qualified name}``."""
-        return {role: qualify(self.namespace, getattr(self, role))
-                for role in ("joint_states", "teleop", "commands", "task_state")}
+    def resolved(self, teleop_source: str | None = None) -> dict[str, str]:
+        """``{role: fully qualified name}`` (device roles with ``teleop_source``, ``goal`` when
+        set)."""
+        out = {role: qualify(self.namespace, getattr(self, role))
+               for role in ("joint_states", "teleop", "commands", "task_state")}
+        if teleop_source is not None:
+            for role, default in DEFAULT_DEVICE_TOPICS[teleop_source].items():
+                out[role] = qualify(self.namespace, getattr(self, role) or default)
+        if self.goal:
+            out["goal"] = qualify(self.namespace, self.goal)
+        return out
 
 
 # --------------------------------------------------------------------------- typestore
@@ -161,6 +182,22 @@ class TaskStream:
 
 
 @dataclass
+class DeviceStream:
+    """A teleop device as recorded (``--teleop-source``), in bag time, not yet mapped.
+
+    ``twist``: spacenav motion as ``(linear.x, .y, .z, angular.x, .y, .z)``; ``joy``: every
+    ``sensor_msgs/Joy`` message's axes and buttons (spacenav: its buttons; joy: both).
+    """
+
+    source: str
+    twist_t: np.ndarray  # (N,) int64
+    twist: np.ndarray  # (N, 6) float64
+    joy_t: np.ndarray  # (M,) int64
+    joy_axes: list[np.ndarray]
+    joy_buttons: list[np.ndarray]
+
+
+@dataclass
 class TopicUse:
     """One topic the import reads: name, type, messages, first/last time."""
 
@@ -196,6 +233,9 @@ class BagData:
     #: The same over the joint states alone: the robot's motion, which identifies a recording
     #: whichever other topics are read from it.
     motion_digest: str
+    #: The recorded device (``--teleop-source``); ``actions`` is then empty until the importer
+    #: replays it through the teleop mapping.
+    device: DeviceStream | None = None
 
 
 # --------------------------------------------------------------------------- reading
@@ -265,7 +305,8 @@ def _fields(fielddef: Any) -> list[str]:
 
 def read_bag(path: str | Path, *, joint_names: Iterable[str], action_dim: int, task_name: str,
              needs_object: bool, topics: TopicNames = TopicNames(), distro: str = "kilted",
-             action_source: str = "auto", typestore: Any = None) -> BagData:
+             action_source: str = "auto", typestore: Any = None,
+             teleop_source: str | None = None, base_frame: str = "") -> BagData:
     """Read and check every message the import needs; raise :class:`BagError` on any problem.
 
     Args:
@@ -275,7 +316,12 @@ def read_bag(path: str | Path, *, joint_names: Iterable[str], action_dim: int, t
         task_name: the configured task (a ``TaskState.task_name`` that differs is refused).
         needs_object: the task needs ``TaskState.object_pose`` (7 values).
         topics: topic names and namespace.
-        action_source: ``teleop``, ``commands`` or ``auto`` (teleop if the bag has it).
+        action_source: ``teleop``, ``commands`` or ``auto`` (teleop if the bag has it);
+            ignored with ``teleop_source``.
+        teleop_source: ``spacenav`` or ``joy``: read the device topics (``topics.twist`` /
+            ``topics.joy``) instead of a teleop or commands topic (:attr:`BagData.device`).
+        base_frame: with ``topics.goal``: the robot base frame; a goal whose
+            ``header.frame_id`` is non-empty and differs is refused (no transforms).
     """
     from rosbags.rosbag2 import Reader
 
@@ -286,6 +332,15 @@ def read_bag(path: str | Path, *, joint_names: Iterable[str], action_dim: int, t
     if action_source not in ("auto", "teleop", "commands"):
         raise ValueError(f"--action-source: expected auto, teleop or commands, "
                          f"got {action_source!r}")
+    if teleop_source is not None and teleop_source not in TELEOP_SOURCES:
+        raise ValueError(f"--teleop-source: expected {' or '.join(TELEOP_SOURCES)}, "
+                         f"got {teleop_source!r}")
+    if topics.goal and needs_object:
+        raise ValueError(f"--goal-topic: task {task_name!r} needs the object pose, which only "
+                         "the task_state topic (robot_rl_interfaces/msg/TaskState) carries")
+    if topics.goal and not base_frame:
+        raise ValueError("--goal-topic: the robot base frame's name is needed to check the "
+                         "goal's header.frame_id (--goal-frame)")
     if not path.exists():
         raise BagError(f"bag {path}: no such file or directory")
     if path.is_dir() and not (path / "metadata.yaml").is_file():
@@ -301,7 +356,7 @@ def read_bag(path: str | Path, *, joint_names: Iterable[str], action_dim: int, t
         raise BagError(f"{where.bag()}: cannot open: {e} (truncated or corrupt bag?)") from None
     try:
         return _read(reader, ts, where, storage, files, path, joint_names, n, action_dim,
-                     task_name, needs_object, topics, action_source)
+                     task_name, needs_object, topics, action_source, teleop_source, base_frame)
     finally:
         try:
             reader.close()
@@ -311,51 +366,73 @@ def read_bag(path: str | Path, *, joint_names: Iterable[str], action_dim: int, t
 
 def _read(reader: Any, ts: Any, where: _Where, storage: str, files: list[str], path: Path,
           joint_names: tuple[str, ...], n: int, action_dim: int, task_name: str,
-          needs_object: bool, topics: TopicNames, action_source: str) -> BagData:
-    names = topics.resolved()
+          needs_object: bool, topics: TopicNames, action_source: str,
+          teleop_source: str | None = None, base_frame: str = "") -> BagData:
+    names = topics.resolved(teleop_source)
     by_topic: dict[str, list[Any]] = {}
     for c in reader.connections:
         by_topic.setdefault(c.topic, []).append(c)
     available = ", ".join(f"{t} ({'/'.join(sorted({c.msgtype for c in cs}))})"
                           for t, cs in sorted(by_topic.items())) or "none"
+    #: role -> the message type its connections carry (one per topic)
+    role_type: dict[str, str] = {}
 
-    def conns(role: str, msgtype: str, required: bool) -> list[Any]:
+    def conns(role: str, msgtype: str | tuple[str, ...], required: bool) -> list[Any]:
         name = names[role]
+        accepted = (msgtype,) if isinstance(msgtype, str) else msgtype
         cs = by_topic.get(name, [])
         if not cs:
             if required:
-                raise BagError(f"{where.bag()}: topic {name} ({msgtype}) is missing; the bag "
-                               f"has {available}" + _namespace_hint(names[role], by_topic))
+                raise BagError(f"{where.bag()}: topic {name} ({' or '.join(accepted)}) is "
+                               f"missing; the bag has {available}"
+                               + _namespace_hint(names[role], by_topic))
             return []
         for c in cs:
-            if c.msgtype != msgtype:
+            if c.msgtype not in accepted or c.msgtype != cs[0].msgtype:
                 raise BagError(f"{where.topic(name, c.msgtype)}: wrong message type "
-                               f"{c.msgtype}, expected {msgtype}")
-            if msgtype.startswith("robot_rl_interfaces/"):
+                               f"{c.msgtype}, expected {' or '.join(accepted)}")
+            if c.msgtype.startswith("robot_rl_interfaces/"):
                 _check_definition(ts, c, where.topic(name, c.msgtype))
+        role_type[role] = cs[0].msgtype
         return cs
 
     js_c = conns("joint_states", JOINT_STATE_TYPE, True)
-    task_c = conns("task_state", TASK_STATE_TYPE, True)
-    if action_source == "commands":
-        act_role, act_c = "commands", conns("commands", COMMANDS_TYPE, True)
-    elif action_source == "teleop":
-        act_role, act_c = "teleop", conns("teleop", TELEOP_TYPE, True)
+    if topics.goal:
+        task_role, task_c = "goal", conns("goal", GOAL_TYPES, True)
     else:
-        act_c = conns("teleop", TELEOP_TYPE, False)
-        act_role = "teleop"
-        if not act_c:
-            act_role, act_c = "commands", conns("commands", COMMANDS_TYPE, False)
-        if not act_c:
+        task_role, task_c = "task_state", conns("task_state", TASK_STATE_TYPE, True)
+    act_roles: list[str]
+    act_cs: list[Any]
+    if teleop_source is not None:
+        act_roles, act_cs = [], []
+        if teleop_source == "spacenav":
+            act_roles.append("twist")
+            act_cs += conns("twist", TWIST_TYPES, True)
+        act_roles.append("joy")
+        if "twist" in act_roles and names["twist"] == names["joy"]:
+            raise ValueError(f"--twist-topic and --joy-topic are the same topic {names['joy']}")
+        act_cs += conns("joy", JOY_TYPE, True)
+    elif action_source == "commands":
+        act_roles, act_cs = ["commands"], conns("commands", COMMANDS_TYPE, True)
+    elif action_source == "teleop":
+        act_roles, act_cs = ["teleop"], conns("teleop", TELEOP_TYPE, True)
+    else:
+        act_cs = conns("teleop", TELEOP_TYPE, False)
+        act_roles = ["teleop"]
+        if not act_cs:
+            act_roles, act_cs = ["commands"], conns("commands", COMMANDS_TYPE, False)
+        if not act_cs:
             raise BagError(f"{where.bag()}: neither the teleop topic {names['teleop']} "
                            f"({TELEOP_TYPE}) nor the applied commands {names['commands']} "
                            f"({COMMANDS_TYPE}) is in the bag; the bag has {available}"
-                           + _namespace_hint(names["teleop"], by_topic))
+                           + _namespace_hint(names["teleop"], by_topic)
+                           + " (a recording of the SpaceMouse or a gamepad: --teleop-source)")
     role_of = {c.id: "joint_states" for c in js_c}
-    role_of.update({c.id: "task_state" for c in task_c})
-    role_of.update({c.id: act_role for c in act_c})
-    expected_counts = {role: 0 for role in ("joint_states", "task_state", act_role)}
-    for c in (*js_c, *task_c, *act_c):
+    role_of.update({c.id: task_role for c in task_c})
+    role_of.update({c.id: r for c in act_cs for r in act_roles if names[r] == c.topic})
+    roles = ["joint_states", *act_roles, task_role]
+    expected_counts = {role: 0 for role in roles}
+    for c in (*js_c, *task_c, *act_cs):
         expected_counts[role_of[c.id]] += int(c.msgcount)
 
     start_ns = int(reader.start_time)
@@ -363,12 +440,20 @@ def _read(reader: Any, ts: Any, where: _Where, storage: str, files: list[str], p
     h = hashlib.sha256(b"robot_rl.demos.bag/1")
     h_motion = hashlib.sha256(b"robot_rl.demos.motion/1")
     js = _JointParser(joint_names)
-    task = _TaskParser(task_name, needs_object)
-    act = _TeleopParser(action_dim) if act_role == "teleop" else _CommandParser(n)
-    parsers = {"joint_states": js, "task_state": task, act_role: act}
+    task: _Parser = _GoalParser(base_frame) if task_role == "goal" \
+        else _TaskParser(task_name, needs_object)
+    parsers: dict[str, _Parser] = {"joint_states": js, task_role: task}
+    if teleop_source is not None:
+        if "twist" in act_roles:
+            parsers["twist"] = _TwistParser()
+        parsers["joy"] = _JoyParser(check_axes=teleop_source == "joy")
+    elif act_roles == ["teleop"]:
+        parsers["teleop"] = _TeleopParser(action_dim)
+    else:
+        parsers["commands"] = _CommandParser(n)
     counts = {role: 0 for role in parsers}
     last_t = {role: None for role in parsers}
-    conn_list = [*js_c, *task_c, *act_c]
+    conn_list = [*js_c, *task_c, *act_cs]
     it = iter(reader.messages(connections=conn_list))
     while True:
         role = None
@@ -406,21 +491,29 @@ def _read(reader: Any, ts: Any, where: _Where, storage: str, files: list[str], p
             h_motion.update(record)
     for role, want in expected_counts.items():
         got = counts[role]
-        msgtype = {"joint_states": JOINT_STATE_TYPE, "task_state": TASK_STATE_TYPE,
-                   "teleop": TELEOP_TYPE, "commands": COMMANDS_TYPE}[role]
         if got != want:
-            raise BagError(f"{where.topic(names[role], msgtype)}: the bag's metadata lists {want} "
-                           f"messages but the storage holds {got} (truncated or corrupt bag)")
+            raise BagError(f"{where.topic(names[role], role_type[role])}: the bag's metadata "
+                           f"lists {want} messages but the storage holds {got} (truncated or "
+                           "corrupt bag)")
         if got == 0:
-            raise BagError(f"{where.topic(names[role], msgtype)}: no messages")
-    uses = [TopicUse(role, names[role], {"joint_states": JOINT_STATE_TYPE,
-                                         "task_state": TASK_STATE_TYPE, "teleop": TELEOP_TYPE,
-                                         "commands": COMMANDS_TYPE}[role],
-                     counts[role], int(parsers[role].t[0]), int(parsers[role].t[-1]))
-            for role in ("joint_states", act_role, "task_state")]
+            raise BagError(f"{where.topic(names[role], role_type[role])}: no messages")
+    uses = [TopicUse(role, names[role], role_type[role], counts[role],
+                     int(parsers[role].t[0]), int(parsers[role].t[-1])) for role in roles]
+    device = None
+    if teleop_source is not None:
+        tw = parsers.get("twist")
+        joy = parsers["joy"]
+        device = DeviceStream(teleop_source,
+                              np.asarray(tw.t if tw else [], np.int64),
+                              np.asarray(tw.values if tw else [], np.float64).reshape(-1, 6),
+                              np.asarray(joy.t, np.int64), joy.axes, joy.buttons)
+        actions = ActionStream("device", np.zeros(0, np.int64), np.zeros((0, action_dim)),
+                               np.zeros(0, bool), np.zeros(0, np.uint8))
+    else:
+        actions = parsers[act_roles[0]].stream()
     return BagData(path=path, storage=storage, files=files, start_ns=start_ns, end_ns=end_ns,
-                   joints=js.stream(), actions=act.stream(), task=task.stream(), topics=uses,
-                   digest=h.hexdigest(), motion_digest=h_motion.hexdigest())
+                   joints=js.stream(), actions=actions, task=task.stream(), topics=uses,
+                   digest=h.hexdigest(), motion_digest=h_motion.hexdigest(), device=device)
 
 
 def _namespace_hint(name: str, by_topic: dict[str, list[Any]]) -> str:
@@ -567,3 +660,66 @@ class _TaskParser(_Parser):
         return TaskStream(np.asarray(self._t, np.int64), np.asarray(self._goal).reshape(-1, 3),
                           np.asarray(self._obj).reshape(-1, 7) if self.needs_object else None,
                           set(self.names))
+
+
+class _TwistParser(_Parser):
+    """spacenav motion: ``Twist`` (or ``TwistStamped``) as 6 values, finite."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.values: list[list[float]] = []
+
+    def add(self, t: int, msg: Any) -> None:
+        tw = msg.twist if hasattr(msg, "twist") else msg
+        v = [tw.linear.x, tw.linear.y, tw.linear.z, tw.angular.x, tw.angular.y, tw.angular.z]
+        if not np.isfinite(v).all():
+            raise ValueError(f"twist is not finite: {v}")
+        self._t.append(t)
+        self.values.append(v)
+
+
+class _JoyParser(_Parser):
+    """``sensor_msgs/Joy``: axes (finite, when they drive the arm) and buttons."""
+
+    def __init__(self, check_axes: bool) -> None:
+        super().__init__()
+        self.check_axes = check_axes
+        self.axes: list[np.ndarray] = []
+        self.buttons: list[np.ndarray] = []
+
+    def add(self, t: int, msg: Any) -> None:
+        axes = np.asarray(msg.axes, dtype=np.float64)
+        if self.check_axes and not np.isfinite(axes).all():
+            raise ValueError(f"axes are not finite: {axes.tolist()}")
+        self._t.append(t)
+        self.axes.append(axes)
+        self.buttons.append(np.asarray(msg.buttons, dtype=np.int64))
+
+
+class _GoalParser(_Parser):
+    """A goal as ``PointStamped`` (``point``) or ``PoseStamped`` (``pose.position``) in the
+    robot base frame: a non-empty ``header.frame_id`` must name it (no transforms here)."""
+
+    def __init__(self, base_frame: str) -> None:
+        super().__init__()
+        self.base_frame = base_frame
+        self._goal: list[list[float]] = []
+
+    def add(self, t: int, msg: Any) -> None:
+        frame = str(msg.header.frame_id)
+        if frame and frame.lstrip("/") != self.base_frame.lstrip("/"):
+            raise ValueError(f"header.frame_id is {frame!r}, not the robot base frame "
+                             f"{self.base_frame!r}: the goal must be in the base frame (no "
+                             "transforms are applied; re-record it in the base frame, or "
+                             "--goal-frame names the base frame if the recording calls it "
+                             "otherwise)")
+        p = msg.point if hasattr(msg, "point") else msg.pose.position
+        goal = [p.x, p.y, p.z]
+        if not np.isfinite(goal).all():
+            raise ValueError(f"goal must be 3 finite values (x, y, z), got {goal}")
+        self._t.append(t)
+        self._goal.append(goal)
+
+    def stream(self) -> TaskStream:
+        return TaskStream(np.asarray(self._t, np.int64), np.asarray(self._goal).reshape(-1, 3),
+                          None)
