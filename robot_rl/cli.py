@@ -198,11 +198,21 @@ def cmd_demos_import(args: argparse.Namespace) -> int:
     cfg = _config(args)
     topics = TopicNames(joint_states=args.joint_states_topic, teleop=args.teleop_topic,
                         commands=args.commands_topic, task_state=args.task_topic,
-                        namespace=args.namespace or "")
+                        namespace=args.namespace or "", twist=args.twist_topic or "",
+                        joy=args.joy_topic or "", goal=args.goal_topic or "")
+    if (args.twist_topic or args.joy_topic) and not args.teleop_source:
+        raise CliError("--twist-topic / --joy-topic: only with --teleop-source spacenav|joy")
+    if args.teleop_source and args.action_source != "auto":
+        raise CliError("--teleop-source and --action-source: choose one (the device topics "
+                       "replace the teleop and commands topics)")
+    if args.twist_topic and args.teleop_source == "joy":
+        raise CliError("--twist-topic: a joy device has no twist topic (its axes are on "
+                       "--joy-topic)")
     opts = ImportOptions(topics=topics, robot_id=args.robot_id, episodes_file=args.episodes,
                          action_source=args.action_source, distro=args.distro,
                          max_gap=args.max_gap, jitter=args.jitter,
-                         allow_reimport=args.allow_reimport)
+                         allow_reimport=args.allow_reimport, teleop_source=args.teleop_source,
+                         goal_frame=args.goal_frame)
     try:
         res = import_bag(args.bag, args.store, cfg, opts, dry_run=args.dry_run)
     except StoreLockedError as e:
@@ -632,7 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
         "states interpolated linearly, task state and teleop held), rewarded with the task's "
         "functions and appended whole. Every message is checked before anything is written: a "
         "bad bag imports nothing and the error names the file, topic, type and message. "
-        "Re-importing the same bag with the same settings adds nothing.")
+        "Re-importing the same bag with the same settings adds nothing. A lab's own recording "
+        "(no robot_rl topics): --teleop-source spacenav (geometry_msgs/Twist on "
+        "/spacenav/twist + sensor_msgs/Joy buttons on /spacenav/joy) or joy (sensor_msgs/Joy "
+        "on /joy) replays the device through the config's teleop mapping in bag time -- the "
+        "commands the teleop node would have sent, deadman and episode-mark buttons included "
+        "-- and --goal-topic reads the goal from geometry_msgs/PointStamped or PoseStamped "
+        "(in the robot base frame) instead of the task_state topic.")
     p.add_argument("bag", metavar="BAG", help="bag directory or .mcap / .db3 file")
     p.add_argument("--store", required=True, metavar="PATH",
                    help="replay store (created with the config's specs if missing)")
@@ -647,6 +663,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-topic", default="task_state", metavar="NAME")
     p.add_argument("--action-source", choices=("auto", "teleop", "commands"), default="auto",
                    help="auto (default): the teleop topic if recorded, else the commands")
+    p.add_argument("--teleop-source", choices=("spacenav", "joy"),
+                   help="actions from a recorded SpaceMouse (spacenav) or gamepad (joy) instead "
+                   "of the teleop / commands topics, mapped with the config's teleop section "
+                   "(teleop.input is set to this; deadman and mark buttons as live)")
+    p.add_argument("--twist-topic", metavar="NAME",
+                   help="spacenav: geometry_msgs/Twist or TwistStamped topic (default "
+                   "/spacenav/twist)")
+    p.add_argument("--joy-topic", metavar="NAME",
+                   help="sensor_msgs/Joy topic (default /spacenav/joy for spacenav: its "
+                   "buttons; /joy for joy: axes and buttons)")
+    p.add_argument("--goal-topic", metavar="NAME",
+                   help="the goal from geometry_msgs/PointStamped (point) or PoseStamped "
+                   "(pose.position) instead of the task_state topic, held until the next one; "
+                   "tasks without an object only")
+    p.add_argument("--goal-frame", metavar="FRAME",
+                   help="with --goal-topic: the robot base frame's name in the recording "
+                   "(default: the URDF's root link, panda_link0); a goal whose non-empty "
+                   "header.frame_id differs is refused (no transforms are applied)")
     p.add_argument("--episodes", metavar="FILE",
                    help="episode time ranges, YAML or CSV: start,end[,success] in seconds "
                    "from the bag start (overrides the bag's episode marks)")

@@ -205,6 +205,15 @@ class Kinematics:
         """Every URDF link name, valid for :meth:`frame_position`."""
         return tuple(f.name for f in self._model.frames if f.type == pin.FrameType.BODY)
 
+    @property
+    def base_link(self) -> str:
+        """The URDF root link: the robot base frame every position here is expressed in
+        (``panda_link0`` for the Panda URDF)."""
+        for f in self._model.frames:
+            if f.type == pin.FrameType.BODY and f.parentJoint == 0:
+                return f.name
+        raise ValueError(f"urdf: {str(self._path)!r} has no root link")
+
     # ------------------------------------------------------------------ queries
 
     def ee_pose(self, q: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -100,6 +100,12 @@ class ImportOptions:
             command in effect at a tick; default ``max(0.1, 2 / control_hz)``.
         jitter: fraction of the control period a teleop command may arrive after its tick.
         allow_reimport: import a recording already in the store with other settings.
+        teleop_source: ``spacenav`` or ``joy``: the actions come from the recorded device
+            topics (``topics.twist`` / ``topics.joy``), replayed through the config's teleop
+            mapping (:mod:`robot_rl.demos.device`); ``None``: ``action_source`` decides.
+        goal_frame: the robot base frame's name in the recording (default: the URDF's root
+            link); a ``topics.goal`` message with another non-empty ``header.frame_id`` is
+            refused.
     """
 
     topics: TopicNames = TopicNames()
@@ -110,6 +116,8 @@ class ImportOptions:
     max_gap: float | None = None
     jitter: float = 0.25
     allow_reimport: bool = False
+    teleop_source: str | None = None
+    goal_frame: str | None = None
 
 
 @dataclass
@@ -428,6 +436,7 @@ def build_episode(bag: BagData, seg: Segment, number: int, ctx: _Context, *, ses
     js, acts, task = bag.joints, bag.actions, bag.task
     ep = f"episode {number} ({seg.origin})"
     names = {t.role: t.name for t in bag.topics}
+    names.setdefault("device", " + ".join(names[r] for r in ("twist", "joy") if r in names))
     rel = lambda t: f"{(t - bag.start_ns) / 1e9:.3f} s"  # noqa: E731
     in_win = (acts.t >= seg.start_ns) & (acts.t <= seg.end_ns) & acts.deadman
     if not in_win.any():
@@ -484,13 +493,13 @@ def build_episode(bag: BagData, seg: Segment, number: int, ctx: _Context, *, ses
 
     # actions, held over each step
     K = len(tk) - 1
-    if acts.kind == "teleop":
+    if acts.kind in ("teleop", "device"):
         ai = np.searchsorted(acts.t, tk[:-1] + int(jitter * ctx.dt_ns), side="right") - 1
         age = tk[:-1] - acts.t[ai]
         stale = np.flatnonzero(age > max_gap_ns)
         if stale.size:
             s = stale[0]
-            raise _fail(f"topic {names['teleop']}", ep, int(tk[s]), bag,
+            raise _fail(f"topic {names[acts.kind]}", ep, int(tk[s]), bag,
                         f"the last command is {age[s] / 1e9:.3f} s old (message {ai[s]}); more "
                         f"than max_gap {max_gap:g} s (--max-gap)")
         actions = np.where(acts.deadman[ai][:, None], acts.values[ai], 0.0)
@@ -558,7 +567,7 @@ def build_episode(bag: BagData, seg: Segment, number: int, ctx: _Context, *, ses
 
 
 def _settings_hash(cfg: Config, bag: BagData, boundaries: str, segments: list[Segment],
-                   opts: ImportOptions) -> int:
+                   opts: ImportOptions, extra: dict[str, Any] | None = None) -> int:
     """32 bits over everything that shapes the rows besides the joint states (not file paths:
     the segments carry a ranges file's content)."""
     doc = {
@@ -567,6 +576,8 @@ def _settings_hash(cfg: Config, bag: BagData, boundaries: str, segments: list[Se
         "topics": {t.role: t.name for t in bag.topics}, "action_source": bag.actions.kind,
         "boundaries": boundaries, "segments": [[s.start_ns, s.end_ns] for s in segments],
         "jitter": opts.jitter, "digest": bag.digest,
+        # a device / goal-topic import's own settings (only then: earlier sessions keep theirs)
+        **(extra or {}),
     }
     raw = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return int.from_bytes(hashlib.sha256(raw).digest()[:4], "little")
@@ -601,14 +612,32 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
     if not max_gap > 0:
         raise ValueError(f"--max-gap: expected seconds > 0, got {max_gap}")
     ranges = load_ranges(opts.episodes_file) if opts.episodes_file else None
+    mapper = _device_mapper(cfg, opts.teleop_source) if opts.teleop_source else None
+    if opts.goal_frame is not None and not opts.topics.goal:
+        raise ValueError("--goal-frame: only with --goal-topic")
+    base_frame = (opts.goal_frame or ctx.kin.base_link) if opts.topics.goal else ""
     bag = read_bag(bag_path, joint_names=cfg.robot.joint_names, action_dim=ctx.act_spec.dim,
                    task_name=cfg.task.name, needs_object=ctx.task.has_object,
-                   topics=opts.topics, distro=opts.distro, action_source=opts.action_source)
+                   topics=opts.topics, distro=opts.distro, action_source=opts.action_source,
+                   teleop_source=opts.teleop_source, base_frame=base_frame)
     ctx.jumps = jump_intervals(bag.joints.t, bag.joints.q,
                                np.asarray(cfg.robot.limits.dq_max, dtype=np.float64))
     notes: list[str] = []
     dropped: list[str] = []
-    has_marks = bag.actions.kind == "teleop" and bool((bag.actions.mark != MARK_NONE).any())
+    extra: dict[str, Any] = {}
+    if bag.device is not None:
+        from dataclasses import asdict
+
+        from robot_rl.demos.device import replay_device
+
+        bag.actions, device_notes = replay_device(bag.device, bag.joints, mapper, ctx.dt_ns,
+                                                  bag.end_ns)
+        notes += device_notes
+        extra["device"] = {"source": bag.device.source, "mapping": asdict(mapper.m)}
+    if opts.topics.goal:
+        extra["goal_frame"] = base_frame
+    has_marks = bag.actions.kind in ("teleop", "device") and bool(
+        (bag.actions.mark != MARK_NONE).any())
     if ranges is not None:
         boundaries = f"ranges file {opts.episodes_file}"
         segments = segments_from_ranges(bag, ranges, str(opts.episodes_file))
@@ -622,7 +651,7 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
         segments = [Segment(bag.start_ns, bag.end_ns, "whole bag")]
     mode = "ranges" if ranges is not None else "marks" if has_marks else "whole"
     session = bag_session_prefix(bag.motion_digest) | _settings_hash(cfg, bag, mode, segments,
-                                                                      opts)
+                                                                      opts, extra)
     episodes: list[PlannedEpisode] = []
     seq = 0
     for seg in segments:
@@ -646,6 +675,29 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
     if store is not None:
         _check_store(plan, Path(store), ctx, opts)
     return plan
+
+
+def _device_mapper(cfg: Config, source: str):
+    """The teleop node's mapper for ``source``: the config's ``teleop`` section with ``input``
+    set to it (refused if the section configures another device's axes or buttons)."""
+    from robot_rl.demos.bag import TELEOP_SOURCES
+    from robot_rl.teleop import TeleopMapper
+
+    if source not in TELEOP_SOURCES:
+        raise ValueError(f"--teleop-source: expected {' or '.join(TELEOP_SOURCES)}, "
+                         f"got {source!r}")
+    t = cfg.teleop
+    if t.input != source:
+        explicit = [f for f in ("axes", "axis_scale", "shift_button", "shift_axes",
+                                "deadman_button", "success_button", "failure_button",
+                                "discard_button") if getattr(t, f) is not None]
+        if explicit:
+            fields = ", ".join("teleop." + f for f in explicit)
+            raise ValueError(f"--teleop-source {source}: the config's teleop section is for "
+                             f"teleop.input={t.input} and sets {fields}; set "
+                             f"teleop.input={source} (and that device's axes / buttons)")
+        cfg = cfg.model_copy(update={"teleop": t.model_copy(update={"input": source})})
+    return TeleopMapper.from_config(cfg)
 
 
 def _check_store(plan: ImportPlan, store: Path, ctx: _Context, opts: ImportOptions) -> None:
