@@ -20,6 +20,17 @@ Topics (names relative to ``--namespace`` unless absolute, DESIGN §2 defaults):
   topic, ``joint_velocity_controller/commands`` (``std_msgs/msg/Float64MultiArray``, one value
   per joint in profile order, rad/s): what was sent to the arm.
 * ``task_state`` (``robot_rl_interfaces/msg/TaskState``): goal and object pose.
+
+A lab's own recording (made without robot_rl) instead of ``rl/teleop`` / ``task_state``:
+
+* with ``teleop_source="spacenav"``: ``/spacenav/twist`` (``geometry_msgs/msg/Twist`` or
+  ``TwistStamped``, 6 finite values) and ``/spacenav/joy`` (``sensor_msgs/msg/Joy``: its
+  buttons); with ``teleop_source="joy"``: ``/joy`` (``sensor_msgs/msg/Joy``: finite axes and
+  buttons). They come back raw (:class:`DeviceStream`); the importer maps them
+  (:mod:`robot_rl.demos.device`).
+* ``TopicNames.goal`` (``geometry_msgs/msg/PointStamped``: ``point``, or ``PoseStamped``:
+  ``pose.position``): the goal, in the robot base frame -- a non-empty ``header.frame_id`` that
+  is not ``base_frame`` is refused (nothing here transforms between frames).
 """
 from __future__ import annotations
 

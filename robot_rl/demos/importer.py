@@ -18,6 +18,15 @@ window an episode starts at the first *driving* command: a teleop command with t
 (or a non-zero applied command), whose time also fixes the phase of the control-period grid, so
 a command stream published at the control rate lands on the grid's ticks.
 
+**A lab's own recording** (``teleop_source``: spacenav Twist + Joy, or a gamepad's Joy; no
+``rl/teleop``): the device is first replayed through the teleop node's own
+:class:`~robot_rl.teleop.TeleopMapper` in bag time (:func:`robot_rl.demos.device.replay_device`:
+one command per control period from the first device message on, deadman, mark buttons and input
+timeout as live), and that command stream is then treated exactly as a recorded teleop topic
+below (marks cut the episodes; the commands lie on the grid). With ``topics.goal`` the goal comes
+from a ``PointStamped`` / ``PoseStamped`` topic (in the robot base frame: the URDF's root link,
+or ``goal_frame``) and is held like the task state's.
+
 **Resampling** to ``sim.control_hz`` (period ``dt``), ticks ``t_k = t_0 + k dt`` in bag time
 (the recorder's receive timestamps, the one clock every topic shares):
 
@@ -44,7 +53,8 @@ on the last row; ``source`` = demo, ``policy_version`` 0, ``stamp_ns`` = ``t_k``
 **Exactly-once**: ``actor_session`` is derived from the recording and the import settings: a
 digest of the joint states (timestamps + bytes; not the path, so a copied or re-encoded bag is
 the same recording) in bits 32..61, and a hash of everything else that shapes the rows (every
-message read, task, robot, control rate, topics, boundaries) in bits 0..31; bit 62 is set, so
+message read, task, robot, control rate, topics, boundaries; for a device recording the resolved
+teleop mapping, for a goal topic the base frame's name) in bits 0..31; bit 62 is set, so
 it is never 0. ``seq`` runs 0, 1, ...
 over the imported rows, ``episode_id = episode_id_for(session, i)``. Re-importing the same bag
 with the same settings adds nothing (every key is a duplicate); an import interrupted after some

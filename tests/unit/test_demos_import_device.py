@@ -19,7 +19,7 @@ import pytest
 from robot_rl.actions import ActionMapper
 from robot_rl.cli import main
 from robot_rl.config import Config, load_config
-from robot_rl.demos import BagError, ImportOptions, TopicNames, import_bag, plan_import
+from robot_rl.demos import ImportOptions, TopicNames, import_bag, plan_import
 from robot_rl.demos.bag import make_typestore
 from robot_rl.kinematics import Kinematics
 from robot_rl.replay import ReplayReader
@@ -176,7 +176,8 @@ def device_reach(cfg: Config, plan, source: str = "spacenav", seed: int = 0
 def write_device_bag(path: Path, storage: str, rec: DeviceRecording, ts, *,
                      goal_type: str = "geometry_msgs/msg/PointStamped", frame: str = BASE,
                      goal_topic: str = "/goal", corrupt_twist: int | None = None,
-                     twist_topic: str = "/spacenav/twist") -> Path:
+                     twist_topic: str = "/spacenav/twist",
+                     twist_type: str = "geometry_msgs/msg/Twist") -> Path:
     from rosbags.rosbag2 import StoragePlugin, Writer
 
     T = ts.types
@@ -195,9 +196,10 @@ def write_device_bag(path: Path, storage: str, rec: DeviceRecording, ts, *,
             velocity=np.concatenate([dq, [0.0, 0.0]]), effort=np.zeros(0))
         msgs.append((t, "/joint_states", ts.serialize_cdr(m, "sensor_msgs/msg/JointState")))
     for i, (t, v) in enumerate(rec.twist):
-        raw = ts.serialize_cdr(T["geometry_msgs/msg/Twist"](linear=V3(*v[:3]),
-                                                            angular=V3(*v[3:])),
-                               "geometry_msgs/msg/Twist")
+        m = T["geometry_msgs/msg/Twist"](linear=V3(*v[:3]), angular=V3(*v[3:]))
+        if twist_type == "geometry_msgs/msg/TwistStamped":  # spacenav's use_twist_stamped
+            m = T[twist_type](header=header(t, "spacenav"), twist=m)
+        raw = ts.serialize_cdr(m, twist_type)
         if corrupt_twist == i:
             raw = raw[:12]
         msgs.append((t, twist_topic, raw))
@@ -217,7 +219,7 @@ def write_device_bag(path: Path, storage: str, rec: DeviceRecording, ts, *,
         else:  # a wrong type: a bare Point
             m = p
         msgs.append((t, goal_topic, ts.serialize_cdr(m, goal_type)))
-    types = {"/joint_states": "sensor_msgs/msg/JointState", twist_topic: "geometry_msgs/msg/Twist",
+    types = {"/joint_states": "sensor_msgs/msg/JointState", twist_topic: twist_type,
              joy_topic: "sensor_msgs/msg/Joy", goal_topic: goal_type}
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(path, version=9, storage_plugin=plugin) as w:
@@ -330,11 +332,16 @@ def test_reimport_adds_nothing_and_settings_change_the_session(cfg, spacenav_bag
     assert len(ReplayReader(store)) == first.added_rows
 
 
-def test_pose_stamped_goal_and_an_empty_frame(cfg, spacenav_rec, typestore, tmp_path):
+def test_pose_stamped_goal_empty_frame_twist_stamped(cfg, spacenav_rec, spacenav_bags,
+                                                     typestore, tmp_path):
     bag = write_device_bag(tmp_path / "pose", "sqlite3", spacenav_rec, typestore,
-                           goal_type="geometry_msgs/msg/PoseStamped", frame="")
+                           goal_type="geometry_msgs/msg/PoseStamped", frame="",
+                           twist_type="geometry_msgs/msg/TwistStamped")
     plan = plan_import(bag, cfg, device_opts())
     assert len(plan.episodes) == 2
+    point = plan_import(spacenav_bags["mcap"], cfg, device_opts())
+    for a, b in zip(plan.episodes, point.episodes):
+        np.testing.assert_array_equal(a.columns["action"], b.columns["action"])
     assert {t.msgtype for t in plan.bag.topics if t.role == "goal"} == {
         "geometry_msgs/msg/PoseStamped"}
     _check_episode(cfg, plan.episodes[0].columns, spacenav_rec.episodes[0])
