@@ -343,6 +343,7 @@ def segments_from_marks(bag: BagData) -> tuple[list[Segment], list[str]]:
     def rel(t: int) -> str:
         return f"{(t - bag.start_ns) / 1e9:.3f} s"
 
+    what = "replayed device command" if a.kind == "device" else "teleop message"
     for i in range(len(a.t)):
         t, mark = int(a.t[i]), int(a.mark[i])
         if start is None and a.deadman[i] and mark == MARK_NONE:
@@ -351,11 +352,11 @@ def segments_from_marks(bag: BagData) -> tuple[list[Segment], list[str]]:
             continue
         name = MARK_NAMES[mark]
         if start is None:
-            dropped.append(f"{name} mark at {rel(t)} (teleop message {i}) with no driven step "
+            dropped.append(f"{name} mark at {rel(t)} ({what} {i}) with no driven step "
                            "before it: ignored")
         elif mark == MARK_DISCARD:
             dropped.append(f"{rel(start)}-{rel(t)}: discarded by the operator "
-                           f"(teleop message {i})")
+                           f"({what} {i})")
         else:
             segs.append(Segment(start, t, f"marked {name}", mark == MARK_SUCCESS))
         start = None
