@@ -22,7 +22,21 @@ import torch
 from torch import nn
 
 from robot_rl.agents.config import LearnerConfig
+from robot_rl.agents.losses import critic_td_loss, hard_update, l2_penalty, polyak_update
 from robot_rl.agents.networks import RunningNormalizer, resolve_device
+
+
+def maybe_compile(fn: Any, enabled: bool) -> Any:
+    """``torch.compile(fn)`` when ``enabled`` (``LearnerConfig.compile``), else ``fn`` itself.
+
+    Only pure tensor computations are compiled (forward passes, losses), never a module object:
+    the modules, their ``state_dict`` keys (no ``_orig_mod.`` prefix) and the checkpoints stay
+    what they are; random draws, optimiser steps and counters stay eager. The shapes are static
+    (``dynamic=False``): a batch of another size compiles once more.
+    """
+    if not enabled:
+        return fn
+    return torch.compile(fn, dynamic=False)
 
 
 def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
@@ -179,10 +193,16 @@ class LearnerBase:
                                   norm(batch.nstep_next_observation))
         return obs_n, y1, yn
 
+    def _critic_forward_loss(self, obs_n: torch.Tensor, action: torch.Tensor,
+                             y1: torch.Tensor | None, yn: torch.Tensor | None,
+                             weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(critic loss, Q(s, a))`` of a batch: the critic's forward and loss (one compiled
+        function with ``compile`` on: its backward is compiled with it)."""
+        q = self.critic(obs_n, action)
+        return self._critic_loss(q, y1, yn, weights), q
+
     def _critic_loss(self, q: torch.Tensor, y1: torch.Tensor | None, yn: torch.Tensor | None,
                      weights: torch.Tensor) -> torch.Tensor:
-        from robot_rl.agents.losses import critic_td_loss, l2_penalty
-
         cfg = self.config
         if cfg.critic_targets == "mixed":
             loss = critic_td_loss(q, y1, weights) + cfg.nstep_loss_weight * critic_td_loss(q, yn, weights)
@@ -201,8 +221,6 @@ class LearnerBase:
 
     def _update_targets(self) -> None:
         """``target_update``: Polyak ``theta' <- tau theta + (1 - tau) theta'`` or a hard copy."""
-        from robot_rl.agents.losses import hard_update, polyak_update
-
         if self.config.target_update == "polyak":
             polyak_update(self._targets, self._onlines, self.config.tau)
         else:

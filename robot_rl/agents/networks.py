@@ -121,6 +121,16 @@ class MLP(nn.Module):
             x = F.relu(layer(x), inplace=True)
         return layers[-1](x)
 
+    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with the weights detached: gradients reach the input only (the compiled
+        actor step's path through the critic, whose backward would otherwise compute the
+        critic's weight gradients as well)."""
+        layers = self.layers
+        for layer in layers[:-1]:
+            x = F.relu(F.linear(x, layer.weight.detach(), layer.bias.detach()))
+        last = layers[-1]
+        return F.linear(x, last.weight.detach(), last.bias.detach())
+
 
 class _Bounded(nn.Module):
     """Holds the action bounds: ``a = scale * tanh(u) + bias``."""
@@ -184,18 +194,27 @@ class GaussianActor(_Bounded):
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(h) + 1.0)
         return mu, log_std
 
-    def sample_normalized(self, obs_n: torch.Tensor, generator: torch.Generator | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised sample and its log-density (summed over action dimensions)."""
+    def sample_normalized(self, obs_n: torch.Tensor, generator: torch.Generator | None = None,
+                          eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample and its log-density (summed over action dimensions).
+
+        ``eps``: the standard normal draws ``(B, act_dim)`` (:meth:`draw_eps`), drawn by the
+        caller (a compiled update draws them outside the graph); None: drawn here."""
         mu, log_std = self.dist_params(obs_n)
         std = log_std.exp()
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = mu + std * eps
         t = torch.tanh(u)
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - torch.log(self.action_scale * (1 - t.pow(2)) + 1e-6).sum(-1)
         a = t if self._unit else t * self.action_scale + self.action_bias
         return a, log_prob
+
+    def draw_eps(self, obs_n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The draws :meth:`sample_normalized` would make for ``obs_n`` (same numbers)."""
+        return torch.randn((obs_n.shape[0], self.act_dim), generator=generator,
+                           device=obs_n.device, dtype=obs_n.dtype)
 
     def forward_normalized(self, obs_n: torch.Tensor) -> torch.Tensor:
         mu, _ = self.dist_params(obs_n)
@@ -239,6 +258,10 @@ class CriticEnsemble(nn.Module):
     def q1(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The first critic alone, ``(B,)`` (the TD3 / DDPG actor loss uses it)."""
         return self.critics[0](obs_n, action)
+
+    def q1_frozen(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """:meth:`q1` with the critic's weights detached (gradients reach the inputs only)."""
+        return self.critics[0].net.forward_frozen(torch.cat([obs_n, action], -1)).squeeze(-1)
 
     def weight_matrices(self) -> list[torch.Tensor]:
         return [layer.weight for c in self.critics for layer in c.net.layers]
@@ -366,12 +389,15 @@ class BatchedCritic(nn.Module):
                 getattr(self, f"running_var_{k}").mul_(m).add_(unbiased.detach(), alpha=1 - m)
         return xhat
 
-    def _normalize(self, x: torch.Tensor, k: int, sel: torch.Tensor | None) -> torch.Tensor:
+    def _normalize(self, x: torch.Tensor, k: int, sel: torch.Tensor | None,
+                   frozen: bool = False) -> torch.Tensor:
         if self.batch:
             x = self._batch_norm(x, k, sel)
         else:
             x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         w, b = self.norm_weight[k], self.norm_bias[k]
+        if frozen:
+            w, b = w.detach(), b.detach()
         if sel is not None:
             w, b = w.index_select(0, sel), b.index_select(0, sel)
         return x * w + b  # (cheaper in backward than addcmul's, which scales by its value)
@@ -379,8 +405,9 @@ class BatchedCritic(nn.Module):
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, obs_n: torch.Tensor, action: torch.Tensor,
-                members: torch.Tensor | None = None) -> torch.Tensor:
-        """``(N, B)`` values (``(len(members), B)`` for a subset)."""
+                members: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
+        """``(N, B)`` values (``(len(members), B)`` for a subset); ``frozen``: the weights
+        detached, so gradients reach the inputs only (the compiled actor step)."""
         x = torch.cat([obs_n, action], -1)
         n = self.n if members is None else int(members.shape[0])
         last = len(self.weight) - 1
@@ -388,19 +415,21 @@ class BatchedCritic(nn.Module):
         normed = self.norm != "none"
         after = normed and self.where == "after_relu"
         if after:
-            h = self._normalize(h, 0, members)
+            h = self._normalize(h, 0, members, frozen)
         for i in range(last + 1):
             w, b = self.weight[i], self.bias[i]
+            if frozen:
+                w, b = w.detach(), b.detach()
             if members is not None:
                 w, b = w.index_select(0, members), b.index_select(0, members)
             h = torch.baddbmm(b, h, w)
             if i < last:
                 if normed and not after:
-                    h = self._normalize(h, i, members)
+                    h = self._normalize(h, i, members, frozen)
                 # in place on a fresh tensor whose producers' backward does not need it
                 h = F.relu(h, inplace=True)
                 if after:
-                    h = self._normalize(h, i + 1, members)
+                    h = self._normalize(h, i + 1, members, frozen)
         if self.training and self.batch and members is None:
             self.num_batches.add_(1)
         return h.squeeze(-1)

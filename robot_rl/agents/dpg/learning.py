@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_rl.agents.base import LearnerBase
+from robot_rl.agents.base import LearnerBase, maybe_compile
 from robot_rl.agents.losses import (
     bc_loss,
     clipped_target,
@@ -62,6 +62,15 @@ class DPGLearner(LearnerBase):
         super()._build_optimizers()
         self._targets = list(self.target_critic.parameters()) + list(self.target_actor.net.parameters())
         self._onlines = list(self.critic.parameters()) + self.actor_params
+        # the update's pure parts: torch.compile'd with config.compile, else these methods
+        on = self.config.compile
+        self._target_fn = maybe_compile(self._target_core, on)
+        self._critic_fn = maybe_compile(self._critic_forward_loss, on)
+        if on:
+            self._actor_fn = maybe_compile(self.actor.forward_normalized, on)
+            # grad_a Q_1 only: the compiled backward would compute the critic's weight
+            # gradients too (the eager autograd.grad skips them)
+            self._q1_fn = maybe_compile(self.critic.q1_frozen, on)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
@@ -73,10 +82,18 @@ class DPGLearner(LearnerBase):
     @torch.no_grad()
     def _target(self, reward: torch.Tensor, discount: torch.Tensor,
                 next_obs_n: torch.Tensor) -> torch.Tensor:
+        noise = None
+        if self.config.target_noise > 0:  # (B, act_dim): the shape of a' (same draws as before)
+            noise = torch.randn((next_obs_n.shape[0], self.act_dim), generator=self.generator,
+                                device=next_obs_n.device)
+        return self._target_fn(reward, discount, next_obs_n, noise)
+
+    def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
+                     next_obs_n: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """The TD target given the smoothing noise (no random draws: compiled as one graph)."""
         cfg = self.config
         a_next = self.target_actor.forward_normalized(next_obs_n)
-        if cfg.target_noise > 0:
-            noise = torch.randn(a_next.shape, generator=self.generator, device=a_next.device)
+        if noise is not None:
             a_next = smoothed_target_action(a_next, noise * cfg.target_noise,
                                             cfg.target_noise_clip,
                                             self.actor.action_low, self.actor.action_high)
@@ -95,8 +112,7 @@ class DPGLearner(LearnerBase):
         """
         cfg = self.config
         obs_n, y1, yn = self._normalized_targets(batch)
-        q = self.critic(obs_n, batch.action)
-        loss_c = self._critic_loss(q, y1, yn, batch.weights)
+        loss_c, q = self._critic_fn(obs_n, batch.action, y1, yn, batch.weights)
         self._critic_step(loss_c)
 
         q1 = q[0].detach()
@@ -128,11 +144,11 @@ class DPGLearner(LearnerBase):
         ``grad_theta L = J_theta(pi)^T (-g/B + bc_weight * grad_a L_BC)`` through the actor.
         """
         cfg = self.config
-        a_pi = self.actor.forward_normalized(obs_n)
+        a_pi = self._actor_fn(obs_n) if cfg.compile else self.actor.forward_normalized(obs_n)
         with torch.no_grad():
             unit = (a_pi - self.actor.action_bias) / self.actor.action_scale
             self.actor_saturation = (unit.abs() > 0.99).float().mean()
-        q_pi = self.critic.q1(obs_n, a_pi)
+        q_pi = self._q1_fn(obs_n, a_pi) if cfg.compile else self.critic.q1(obs_n, a_pi)
         (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
         loss = deterministic_actor_loss(q_pi.detach())
         g_a = grad_a_q * (-1.0 / a_pi.shape[0])

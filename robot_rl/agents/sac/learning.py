@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_rl.agents.base import LearnerBase, adam
+from robot_rl.agents.base import LearnerBase, adam, maybe_compile
 from robot_rl.agents.losses import (
     bc_loss,
     clipped_target,
@@ -79,6 +79,11 @@ class SACLearner(LearnerBase):
             self._onlines = self.critic_params
         # the subset of target members is drawn on the CPU from the update generator's seed
         self._subset_gen = torch.Generator().manual_seed(self.seed + 3)
+        # the update's pure parts: torch.compile'd with config.compile, else these methods
+        on = self.config.compile
+        self._target_fn = maybe_compile(self._target_core, on)
+        self._critic_fn = maybe_compile(self._critic_forward_loss, on)
+        self._actor_fn = maybe_compile(self._actor_core, on)
 
     _GENERATORS = {"update": "generator", "act": "act_generator", "subset": "_subset_gen"}
 
@@ -109,9 +114,15 @@ class SACLearner(LearnerBase):
     @torch.no_grad()
     def _target(self, reward: torch.Tensor, discount: torch.Tensor,
                 next_obs_n: torch.Tensor) -> torch.Tensor:
+        eps = self.actor.draw_eps(next_obs_n, self.generator)
+        return self._target_fn(reward, discount, next_obs_n, eps, self._members())
+
+    def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
+                     next_obs_n: torch.Tensor, eps: torch.Tensor,
+                     members: torch.Tensor | None) -> torch.Tensor:
+        """The TD target given the policy's draws and the member subset (compiled as one graph)."""
         cfg = self.config
-        a_next, log_prob = self.actor.sample_normalized(next_obs_n, self.generator)
-        members = self._members()
+        a_next, log_prob = self.actor.sample_normalized(next_obs_n, eps=eps)
         q_next = self.target_critic(next_obs_n, a_next, members)  # only the subset's members
         v_next = soft_value(min_over_critics(q_next), log_prob, self.alpha)
         y = td_target(reward, discount, v_next)
@@ -128,8 +139,7 @@ class SACLearner(LearnerBase):
         """
         cfg = self.config
         obs_n, y1, yn = self._normalized_targets(batch)
-        q = self.critic(obs_n, batch.action)
-        loss_c = self._critic_loss(q, y1, yn, batch.weights)
+        loss_c, q = self._critic_fn(obs_n, batch.action, y1, yn, batch.weights)
         self._critic_step(loss_c)
         if self.num_steps % cfg.target_update_period == 0:
             self._update_targets()
@@ -154,9 +164,7 @@ class SACLearner(LearnerBase):
         demo rows' actions by the mean action, with the Q-filter, when ``bc_weight`` > 0), then
         the temperature's."""
         cfg = self.config
-        a, log_prob = self.actor.sample_normalized(obs_n, self.generator)
-        q_pi = reduce_ensemble(self.critic(obs_n, a), cfg.actor_q)
-        loss = sac_actor_loss(q_pi, log_prob, self.alpha)
+        loss, log_prob, q_pi = self._actor_fn(obs_n, self.actor.draw_eps(obs_n, self.generator))
         out: dict[str, torch.Tensor] = {}
         if cfg.bc_weight > 0 and batch is not None:
             l_bc, passed = bc_loss(self.actor.forward_normalized(obs_n), batch.action,
@@ -175,6 +183,16 @@ class SACLearner(LearnerBase):
                               self.temperature_opt)
             out["temperature_loss"] = t_loss.detach()
         return out
+
+    def _actor_core(self, obs_n: torch.Tensor, eps: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(actor loss, log pi(a|s), Q(s, a))`` for ``a`` from the draws ``eps``. Compiled, the
+        critic's weights are detached (the compiled backward would compute their gradients;
+        eager ``autograd.grad`` skips them anyway, and eager stays as it was, bit for bit)."""
+        a, log_prob = self.actor.sample_normalized(obs_n, eps=eps)
+        q = self.critic(obs_n, a, frozen=True) if self.config.compile else self.critic(obs_n, a)
+        q_pi = reduce_ensemble(q, self.config.actor_q)
+        return sac_actor_loss(q_pi, log_prob, self.alpha), log_prob, q_pi
 
 
 LEARNER = SACLearner
