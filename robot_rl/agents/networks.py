@@ -121,15 +121,24 @@ class MLP(nn.Module):
             x = F.relu(layer(x), inplace=True)
         return layers[-1](x)
 
-    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` with the weights detached: gradients reach the input only (the compiled
-        actor step's path through the critic, whose backward would otherwise compute the
-        critic's weight gradients as well)."""
+    def value_and_input_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, dy/dx)`` of a one-output MLP, ``y`` ``(B,)`` and ``dy/dx`` ``(B, in)``, without
+        autograd: ``g = W_L``, then ``g <- (g * 1[h_l > 0]) W_l`` back through the layers --
+        the products autograd's input gradient computes (to float rounding). The compiled
+        actor step uses it (no gradient tape): a compiled backward through the critic would
+        compute the critic's weight gradients too, and store the ReLU masks as bool tensors,
+        which inductor's CPU code writes very slowly on this machine (PERF_NOTES.md)."""
         layers = self.layers
+        hs = []
         for layer in layers[:-1]:
-            x = F.relu(F.linear(x, layer.weight.detach(), layer.bias.detach()))
+            x = F.relu(F.linear(x, layer.weight, layer.bias))
+            hs.append(x)
         last = layers[-1]
-        return F.linear(x, last.weight.detach(), last.bias.detach())
+        y = F.linear(x, last.weight, last.bias).squeeze(-1)
+        g = last.weight.expand(x.shape[0], -1)  # (B, h_L)
+        for layer, h in zip(reversed(layers[:-1]), reversed(hs)):
+            g = torch.where(h > 0, g, 0.0) @ layer.weight
+        return y, g
 
 
 class _Bounded(nn.Module):
@@ -259,9 +268,12 @@ class CriticEnsemble(nn.Module):
         """The first critic alone, ``(B,)`` (the TD3 / DDPG actor loss uses it)."""
         return self.critics[0](obs_n, action)
 
-    def q1_frozen(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """:meth:`q1` with the critic's weights detached (gradients reach the inputs only)."""
-        return self.critics[0].net.forward_frozen(torch.cat([obs_n, action], -1)).squeeze(-1)
+    @torch.no_grad()
+    def q1_and_action_grad(self, obs_n: torch.Tensor, action: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Q_1(s, a), grad_a Q_1(s, a))`` without autograd (:meth:`MLP.value_and_input_grad`)."""
+        y, g = self.critics[0].net.value_and_input_grad(torch.cat([obs_n, action], -1))
+        return y, g[:, obs_n.shape[-1]:]
 
     def weight_matrices(self) -> list[torch.Tensor]:
         return [layer.weight for c in self.critics for layer in c.net.layers]

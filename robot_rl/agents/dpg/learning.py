@@ -68,9 +68,8 @@ class DPGLearner(LearnerBase):
         self._critic_fn = maybe_compile(self._critic_forward_loss, on)
         if on:
             self._actor_fn = maybe_compile(self.actor.forward_normalized, on)
-            # grad_a Q_1 only: the compiled backward would compute the critic's weight
-            # gradients too (the eager autograd.grad skips them)
-            self._q1_fn = maybe_compile(self.critic.q1_frozen, on)
+            # Q_1 and grad_a Q_1 without a tape (MLP.value_and_input_grad)
+            self._q1_grad_fn = maybe_compile(self.critic.q1_and_action_grad, on)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
@@ -148,8 +147,11 @@ class DPGLearner(LearnerBase):
         with torch.no_grad():
             unit = (a_pi - self.actor.action_bias) / self.actor.action_scale
             self.actor_saturation = (unit.abs() > 0.99).float().mean()
-        q_pi = self._q1_fn(obs_n, a_pi) if cfg.compile else self.critic.q1(obs_n, a_pi)
-        (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
+        if cfg.compile:
+            q_pi, grad_a_q = self._q1_grad_fn(obs_n, a_pi.detach())
+        else:
+            q_pi = self.critic.q1(obs_n, a_pi)
+            (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
         loss = deterministic_actor_loss(q_pi.detach())
         g_a = grad_a_q * (-1.0 / a_pi.shape[0])
         metrics: dict[str, torch.Tensor] = {"actor_saturation": self.actor_saturation}
