@@ -134,7 +134,7 @@ class MLP(nn.Module):
             x = F.relu(F.linear(x, layer.weight, layer.bias))
             hs.append(x)
         last = layers[-1]
-        y = F.linear(x, last.weight, last.bias).squeeze(-1)
+        y = (x * last.weight).sum(-1) + last.bias  # the N = 1 output layer as a fused sum
         g = last.weight.expand(x.shape[0], -1)  # (B, h_L)
         for layer, h in zip(reversed(layers[:-1]), reversed(hs)):
             g = torch.where(h > 0, g, 0.0) @ layer.weight
@@ -259,9 +259,22 @@ class CriticEnsemble(nn.Module):
             raise ValueError(f"n: expected >= 1 critics, got {n}")
         self.n = int(n)
         self.critics = nn.ModuleList(Critic(obs_dim, act_dim, hidden) for _ in range(n))
+        #: the output layer as a multiply + sum over the hidden units instead of an ``addmm``
+        #: with N = 1: set by the learner with ``compile`` on (inductor fuses it with the last
+        #: ReLU, and its backward; the same maths to float rounding). Eager keeps ``addmm``.
+        self.elementwise_head = False
 
     def forward(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs_n, action], -1)
+        if self.elementwise_head:
+            out = []
+            for c in self.critics:
+                layers = c.net.layers
+                h = x
+                for layer in layers[:-1]:
+                    h = F.relu(layer(h))
+                out.append((h * layers[-1].weight).sum(-1) + layers[-1].bias)
+            return torch.stack(out)
         return torch.stack([c.net(x).squeeze(-1) for c in self.critics])
 
     def q1(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
@@ -344,6 +357,10 @@ class BatchedCritic(nn.Module):
         if where not in CRITIC_NORM_WHERE:
             raise ValueError(f"critic_norm_where: expected one of {CRITIC_NORM_WHERE}, got {where!r}")
         self.n = int(n)
+        #: the output layer (one value per member) as a multiply + sum over the hidden units
+        #: instead of a ``baddbmm`` with N = 1: set by the learner with ``compile`` on (the same
+        #: maths to float rounding, not bit for bit; the eager update keeps the ``baddbmm``)
+        self.elementwise_head = False
         self.norm = norm
         self.batch = norm in ("batch", "batch_renorm")
         if where == "auto":
@@ -434,7 +451,12 @@ class BatchedCritic(nn.Module):
                 w, b = w.detach(), b.detach()
             if members is not None:
                 w, b = w.index_select(0, members), b.index_select(0, members)
-            h = torch.baddbmm(b, h, w)
+            if i == last and self.elementwise_head and w.shape[-1] == 1:
+                # (N, B, h) . (N, 1, h) summed over h: no N=1 batched GEMM (slow on the CPU);
+                # inductor fuses it with the last norm / ReLU, and its backward too
+                h = (h * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+            else:
+                h = torch.baddbmm(b, h, w)
             if i < last:
                 if normed and not after:
                     h = self._normalize(h, i, members, frozen)

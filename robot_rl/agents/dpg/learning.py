@@ -55,6 +55,7 @@ class DPGLearner(LearnerBase):
         self.critic = CriticEnsemble(o, a, cfg.hidden, n=2 if cfg.twin_critics else 1)
         self.target_critic = CriticEnsemble(o, a, cfg.hidden, n=self.critic.n)
         self.target_critic.load_state_dict(self.critic.state_dict())
+        self.critic.elementwise_head = self.target_critic.elementwise_head = cfg.compile
         self.target_actor = Actor(o, a, cfg.hidden, low=action_low, high=action_high)
         self.target_actor.net.load_state_dict(self.actor.net.state_dict())
 
@@ -62,14 +63,8 @@ class DPGLearner(LearnerBase):
         super()._build_optimizers()
         self._targets = list(self.target_critic.parameters()) + list(self.target_actor.net.parameters())
         self._onlines = list(self.critic.parameters()) + self.actor_params
-        # the update's pure parts: torch.compile'd with config.compile, else these methods
-        on = self.config.compile
-        self._target_fn = maybe_compile(self._target_core, on)
-        self._critic_fn = maybe_compile(self._critic_forward_loss, on)
-        if on:
-            self._actor_fn = maybe_compile(self.actor.forward_normalized, on)
-            # Q_1 and grad_a Q_1 without a tape (MLP.value_and_input_grad)
-            self._q1_grad_fn = maybe_compile(self.critic.q1_and_action_grad, on)
+        # compile on: pi(s), Q_1(s, pi(s)) and grad_a Q_1 as one compiled function
+        self._actor_fn = maybe_compile(self._actor_core, self.config.compile)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
@@ -81,11 +76,14 @@ class DPGLearner(LearnerBase):
     @torch.no_grad()
     def _target(self, reward: torch.Tensor, discount: torch.Tensor,
                 next_obs_n: torch.Tensor) -> torch.Tensor:
-        noise = None
-        if self.config.target_noise > 0:  # (B, act_dim): the shape of a' (same draws as before)
-            noise = torch.randn((next_obs_n.shape[0], self.act_dim), generator=self.generator,
-                                device=next_obs_n.device)
-        return self._target_fn(reward, discount, next_obs_n, noise)
+        return self._target_core(reward, discount, next_obs_n, *self._target_draws(next_obs_n))
+
+    def _target_draws(self, next_obs: torch.Tensor) -> tuple[torch.Tensor | None]:
+        """TD3's smoothing noise ``(B, act_dim)``, the shape of a' (the same draws as before)."""
+        if self.config.target_noise > 0:
+            return (torch.randn((next_obs.shape[0], self.act_dim), generator=self.generator,
+                                device=next_obs.device),)
+        return (None,)
 
     def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
                      next_obs_n: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
@@ -110,8 +108,7 @@ class DPGLearner(LearnerBase):
         ``q_filter_pass`` with BC on).
         """
         cfg = self.config
-        obs_n, y1, yn = self._normalized_targets(batch)
-        loss_c, q = self._critic_fn(obs_n, batch.action, y1, yn, batch.weights)
+        obs_n, y1, yn, loss_c, q = self._critic_pass(batch)
         self._critic_step(loss_c)
 
         q1 = q[0].detach()
@@ -143,13 +140,14 @@ class DPGLearner(LearnerBase):
         ``grad_theta L = J_theta(pi)^T (-g/B + bc_weight * grad_a L_BC)`` through the actor.
         """
         cfg = self.config
-        a_pi = self._actor_fn(obs_n) if cfg.compile else self.actor.forward_normalized(obs_n)
+        if cfg.compile:
+            a_pi, q_pi, grad_a_q = self._actor_fn(obs_n)
+        else:
+            a_pi = self.actor.forward_normalized(obs_n)
         with torch.no_grad():
             unit = (a_pi - self.actor.action_bias) / self.actor.action_scale
             self.actor_saturation = (unit.abs() > 0.99).float().mean()
-        if cfg.compile:
-            q_pi, grad_a_q = self._q1_grad_fn(obs_n, a_pi.detach())
-        else:
+        if not cfg.compile:
             q_pi = self.critic.q1(obs_n, a_pi)
             (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
         loss = deterministic_actor_loss(q_pi.detach())
@@ -174,6 +172,13 @@ class DPGLearner(LearnerBase):
                           self.actor_opt)
         metrics["actor_loss"] = loss
         return metrics, grad_a_q
+
+    def _actor_core(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(pi(s), Q_1(s, pi(s)), grad_a Q_1)``, the critic's part without a tape
+        (:meth:`CriticEnsemble.q1_and_action_grad`); compiled with ``compile``."""
+        a_pi = self.actor.forward_normalized(obs_n)
+        q_pi, grad_a_q = self.critic.q1_and_action_grad(obs_n, a_pi.detach())
+        return a_pi, q_pi, grad_a_q
 
 
 LEARNER = DPGLearner

@@ -65,10 +65,12 @@ class SACLearner(LearnerBase):
 
     def _make_critic(self) -> BatchedCritic:
         cfg = self.config
-        return BatchedCritic(self.obs_dim, self.act_dim, cfg.critic_layers, n=cfg.ensemble_size,
-                             norm=cfg.critic_norm, where=cfg.critic_norm_where,
-                             momentum=cfg.bn_momentum,
-                             renorm_warmup=cfg.renorm_warmup)
+        critic = BatchedCritic(self.obs_dim, self.act_dim, cfg.critic_layers, n=cfg.ensemble_size,
+                               norm=cfg.critic_norm, where=cfg.critic_norm_where,
+                               momentum=cfg.bn_momentum,
+                               renorm_warmup=cfg.renorm_warmup)
+        critic.elementwise_head = cfg.compile
+        return critic
 
     def _build_optimizers(self) -> None:
         super()._build_optimizers()
@@ -79,11 +81,8 @@ class SACLearner(LearnerBase):
             self._onlines = self.critic_params
         # the subset of target members is drawn on the CPU from the update generator's seed
         self._subset_gen = torch.Generator().manual_seed(self.seed + 3)
-        # the update's pure parts: torch.compile'd with config.compile, else these methods
-        on = self.config.compile
-        self._target_fn = maybe_compile(self._target_core, on)
-        self._critic_fn = maybe_compile(self._critic_forward_loss, on)
-        self._actor_fn = maybe_compile(self._actor_core, on)
+        # compile on: the actor's loss as one compiled function (its backward compiled with it)
+        self._actor_fn = maybe_compile(self._actor_core, self.config.compile)
 
     _GENERATORS = {"update": "generator", "act": "act_generator", "subset": "_subset_gen"}
 
@@ -114,8 +113,11 @@ class SACLearner(LearnerBase):
     @torch.no_grad()
     def _target(self, reward: torch.Tensor, discount: torch.Tensor,
                 next_obs_n: torch.Tensor) -> torch.Tensor:
-        eps = self.actor.draw_eps(next_obs_n, self.generator)
-        return self._target_fn(reward, discount, next_obs_n, eps, self._members())
+        return self._target_core(reward, discount, next_obs_n, *self._target_draws(next_obs_n))
+
+    def _target_draws(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's draws for a' (update generator) and the member subset (its own)."""
+        return self.actor.draw_eps(next_obs, self.generator), self._members()
 
     def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
                      next_obs_n: torch.Tensor, eps: torch.Tensor,
@@ -138,8 +140,7 @@ class SACLearner(LearnerBase):
         ``entropy`` (``-mean log pi``), ``temperature_loss``.
         """
         cfg = self.config
-        obs_n, y1, yn = self._normalized_targets(batch)
-        loss_c, q = self._critic_fn(obs_n, batch.action, y1, yn, batch.weights)
+        obs_n, y1, yn, loss_c, q = self._critic_pass(batch)
         self._critic_step(loss_c)
         if self.num_steps % cfg.target_update_period == 0:
             self._update_targets()
