@@ -342,6 +342,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     "off with --quick: compiling takes tens of seconds)")
     ap.add_argument("--no-compiled", dest="compiled", action="store_false",
                     help="skip the compiled arms")
+    ap.add_argument("--arms", default=None,
+                    help="comma-separated subset of the arms beside TD3 (default: all), e.g. "
+                    "ens10_g10,td3_compiled,ens10_g10_compiled")
     args = ap.parse_args(argv)
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     updates = args.updates or (20 if args.quick else 300)
@@ -365,6 +368,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for a, base in COMPILED_ARMS.items():
                 if base is None or not args.no_ensembles:
                     arms[a] = build_learner(sampler, seed, base, compiled=True)
+        if args.arms:
+            keep = set(args.arms.split(","))
+            unknown = keep - set(ENSEMBLE_ARMS) - set(COMPILED_ARMS)
+            if unknown:
+                ap.error(f"--arms: unknown {sorted(unknown)}")
+            arms = {a: (arms[a] if a in arms else
+                        build_learner(sampler, seed, COMPILED_ARMS[a], compiled=True)
+                        if a in COMPILED_ARMS else build_learner(sampler, seed, a))
+                    for a in [*ENSEMBLE_ARMS, *COMPILED_ARMS] if a in keep}
         if not args.no_sb3:
             try:
                 sb3, sb3_build_s, sb3_rows = build_sb3(rows, seed)

@@ -262,11 +262,11 @@ class CriticEnsemble(nn.Module):
         #: the output layer as a multiply + sum over the hidden units instead of an ``addmm``
         #: with N = 1: set by the learner with ``compile`` on (inductor fuses it with the last
         #: ReLU, and its backward; the same maths to float rounding). Eager keeps ``addmm``.
-        self.elementwise_head = False
+        self.compile_form = False
 
     def forward(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs_n, action], -1)
-        if self.elementwise_head:
+        if self.compile_form:
             out = []
             for c in self.critics:
                 layers = c.net.layers
@@ -357,10 +357,12 @@ class BatchedCritic(nn.Module):
         if where not in CRITIC_NORM_WHERE:
             raise ValueError(f"critic_norm_where: expected one of {CRITIC_NORM_WHERE}, got {where!r}")
         self.n = int(n)
-        #: the output layer (one value per member) as a multiply + sum over the hidden units
-        #: instead of a ``baddbmm`` with N = 1: set by the learner with ``compile`` on (the same
-        #: maths to float rounding, not bit for bit; the eager update keeps the ``baddbmm``)
-        self.elementwise_head = False
+        #: the form for torch.compile, set by the learner with ``compile`` on: the output layer
+        #: (one value per member) as a multiply + sum over the hidden units instead of a
+        #: ``baddbmm`` with N = 1, the hidden layers as ``bmm + bias`` (the bias fused into the
+        #: norm's kernel). The same maths to float rounding, not bit for bit; eager keeps
+        #: ``baddbmm``.
+        self.compile_form = False
         self.norm = norm
         self.batch = norm in ("batch", "batch_renorm")
         if where == "auto":
@@ -451,10 +453,14 @@ class BatchedCritic(nn.Module):
                 w, b = w.detach(), b.detach()
             if members is not None:
                 w, b = w.index_select(0, members), b.index_select(0, members)
-            if i == last and self.elementwise_head and w.shape[-1] == 1:
+            if self.compile_form and i == last and w.shape[-1] == 1:
                 # (N, B, h) . (N, 1, h) summed over h: no N=1 batched GEMM (slow on the CPU);
                 # inductor fuses it with the last norm / ReLU, and its backward too
                 h = (h * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+            elif self.compile_form:
+                # the bias added in the fused kernel that follows (norm / ReLU), not copied
+                # into the output before the GEMM as baddbmm does
+                h = torch.bmm(h, w) + b
             else:
                 h = torch.baddbmm(b, h, w)
             if i < last:

@@ -55,7 +55,7 @@ class DPGLearner(LearnerBase):
         self.critic = CriticEnsemble(o, a, cfg.hidden, n=2 if cfg.twin_critics else 1)
         self.target_critic = CriticEnsemble(o, a, cfg.hidden, n=self.critic.n)
         self.target_critic.load_state_dict(self.critic.state_dict())
-        self.critic.elementwise_head = self.target_critic.elementwise_head = cfg.compile
+        self.critic.compile_form = self.target_critic.compile_form = cfg.compile
         self.target_actor = Actor(o, a, cfg.hidden, low=action_low, high=action_high)
         self.target_actor.net.load_state_dict(self.actor.net.state_dict())
 

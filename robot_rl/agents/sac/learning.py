@@ -69,7 +69,7 @@ class SACLearner(LearnerBase):
                                norm=cfg.critic_norm, where=cfg.critic_norm_where,
                                momentum=cfg.bn_momentum,
                                renorm_warmup=cfg.renorm_warmup)
-        critic.elementwise_head = cfg.compile
+        critic.compile_form = cfg.compile
         return critic
 
     def _build_optimizers(self) -> None:
