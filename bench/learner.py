@@ -21,7 +21,8 @@ A tighter ceiling, ``gemm_only_updates_per_s``: exactly the update's matrix mult
 from ``td3_update_gemms``) and nothing else, each at the speed this machine runs that shape --
 the skinny ones (K or N of 1, 7, 20, 27) run far below the 256^3 peak. ``ratio_ceiling_*`` are
 those ceilings over SB3's rate in the same repetition: the most any fp32 implementation of the
-same maths could show against SB3 here. ``torch.compile`` is not used.
+same maths could show against SB3 here. ``torch.compile`` is used only by the ``*_compiled``
+arms (``agent.compile``, below).
 
 **Ensembles (issue 16).** In the same interleaved repetitions, on the same sampler: the RLPD
 critic ensemble -- SAC with 10 LayerNorm critics computed as one batched computation
@@ -32,6 +33,13 @@ critics looped one by one (``loop10_g10``, the reference the batched form replac
 critics (``sac2``); CrossQ (2 batch-renormalised critics, joint pass, delay 3, ``crossq``).
 ``ratio_<arm>_over_td3`` is the median of per-repetition time ratios (cost of one update
 relative to one TD3 update; the goal for ``ens10_g10`` is <= 2.5).
+
+**Compiled arms.** ``td3_compiled`` and ``ens10_g10_compiled``: the same learners with
+``agent.compile`` on (torch.compile of the targets, the critic's forward + loss and the actor's
+forward; inductor). Reported beside the eager ones: ``ratio_ens10_g10_compiled_over_td3`` (against
+eager TD3), ``..._over_td3_compiled``, ``td3_compiled_pct_of_gemm_only`` and ``compile_s`` (the
+first updates, compiling included). Off with ``--quick`` unless ``--compiled``; ``--no-compiled``
+skips them. ``*_cpu_time`` ratios use process CPU time instead of wall time.
 
     python bench/learner.py                 # 1M-row buffers (about two minutes)
     python bench/learner.py --quick         # 20k rows, seconds (CI: tests/unit/test_bench_learner.py)
@@ -228,22 +236,30 @@ def looped_learner_class():
     return LoopedLearner
 
 
-def build_learner(sampler, seed: int, arm: str | None = None):
-    """A ``run(n)`` doing n updates of TD3 (``arm`` None) or of an ``ENSEMBLE_ARMS`` learner."""
+#: compiled arms (``agent.compile``: torch.compile of the update's pure parts) -> the arm they
+#: compile (None: TD3)
+COMPILED_ARMS: dict[str, str | None] = {"td3_compiled": None, "ens10_g10_compiled": "ens10_g10"}
+
+
+def build_learner(sampler, seed: int, arm: str | None = None, compiled: bool = False):
+    """A ``run(n)`` doing n updates of TD3 (``arm`` None) or of an ``ENSEMBLE_ARMS`` learner;
+    ``compiled``: with ``LearnerConfig.compile`` (torch.compile of the update's parts)."""
     from robot_rl.agents.config import LearnerConfig
     from robot_rl.agents.learning import Learner
 
     if arm is None:
         cfg = LearnerConfig(algo="td3", hidden=HID, twin_critics=True, obs_normalization=False,
                             policy_delay=2, target_noise=0.2, target_noise_clip=0.5, tau=0.005,
-                            actor_lr=3e-4, critic_lr=3e-4, batch_size=B, gamma=0.99)
+                            actor_lr=3e-4, critic_lr=3e-4, batch_size=B, gamma=0.99,
+                            compile=compiled)
         learner = Learner(cfg, OBS, ACT, device="cpu", seed=seed)
     else:
         kw = dict(ENSEMBLE_ARMS[arm])
         looped = kw.pop("looped", False)
         cfg = LearnerConfig(hidden=HID, obs_normalization=False, batch_size=B, gamma=0.99,
                             stochastic_actor=True, soft_target=True, learn_temperature=True,
-                            twin_critics=kw.get("ensemble_size", 2) == 2, **kw)
+                            twin_critics=kw.get("ensemble_size", 2) == 2, compile=compiled,
+                            **kw)
         if looped:
             learner = looped_learner_class()(cfg, OBS, ACT, device="cpu", seed=seed)
         else:
@@ -321,6 +337,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-sb3", action="store_true", help="skip the SB3 side")
     ap.add_argument("--no-ensembles", action="store_true",
                     help="skip the ensemble / SAC / CrossQ arms (issue 16)")
+    ap.add_argument("--compiled", dest="compiled", action="store_true", default=None,
+                    help="run the compiled arms (td3_compiled, ens10_g10_compiled; default: on, "
+                    "off with --quick: compiling takes tens of seconds)")
+    ap.add_argument("--no-compiled", dest="compiled", action="store_false",
+                    help="skip the compiled arms")
+    ap.add_argument("--arms", default=None,
+                    help="comma-separated subset of the arms beside TD3 (default: all), e.g. "
+                    "ens10_g10,td3_compiled,ens10_g10_compiled")
     args = ap.parse_args(argv)
     rows = args.rows or (20_000 if args.quick else 1_000_000)
     updates = args.updates or (20 if args.quick else 300)
@@ -338,6 +362,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ours = build_learner(sampler, seed)
         arms = {} if args.no_ensembles else {a: build_learner(sampler, seed, a)
                                                for a in ENSEMBLE_ARMS}
+        compiled = (not args.quick) if args.compiled is None else args.compiled
+        compile_s: dict[str, float] = {}
+        if compiled:
+            for a, base in COMPILED_ARMS.items():
+                if base is None or not args.no_ensembles:
+                    arms[a] = build_learner(sampler, seed, base, compiled=True)
+        if args.arms:
+            keep = set(args.arms.split(","))
+            unknown = keep - set(ENSEMBLE_ARMS) - set(COMPILED_ARMS)
+            if unknown:
+                ap.error(f"--arms: unknown {sorted(unknown)}")
+            arms = {a: (arms[a] if a in arms else
+                        build_learner(sampler, seed, COMPILED_ARMS[a], compiled=True)
+                        if a in COMPILED_ARMS else build_learner(sampler, seed, a))
+                    for a in [*ENSEMBLE_ARMS, *COMPILED_ARMS] if a in keep}
         if not args.no_sb3:
             try:
                 sb3, sb3_build_s, sb3_rows = build_sb3(rows, seed)
@@ -350,8 +389,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ours(5)  # warm-up (first-call allocations, kernels)
         if sb3:
             sb3(5)
-        for run in arms.values():
-            run(5)
+        for a, run in arms.items():
+            t0 = time.perf_counter()
+            run(5)  # compiled arms: the first calls compile (and recompile once for no_grad)
+            if a in COMPILED_ARMS:
+                compile_s[a] = time.perf_counter() - t0
+                run(5)
         res: dict[str, list[tuple[float, float]]] = {"ours": [], "sb3": [], **{a: [] for a in arms}}
         gemm: list[float] = []
         gemm_only: list[float] = []
@@ -406,11 +449,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         # cost of one update relative to one TD3 update, per repetition (same load)
         out[f"ratio_{a}_over_td3"] = statistics.median(
             (r_a[0] / n_of[a]) / (r_t[0] / updates) for r_a, r_t in zip(res[a], res["ours"]))
+        # the same in process CPU time (less sensitive to other load on a shared machine)
+        out[f"{a}_updates_per_cpu_s"] = statistics.median(n_of[a] / r[1] for r in res[a])
+        out[f"ratio_{a}_over_td3_cpu_time"] = statistics.median(
+            (r_a[1] / n_of[a]) / (r_t[1] / updates) for r_a, r_t in zip(res[a], res["ours"]))
+    if "td3_compiled" in arms:
+        out["td3_compiled_pct_of_gemm_only"] = statistics.median(
+            100 * updates / r[0] / g for r, g in zip(res["td3_compiled"], gemm_only))
+        out["td3_compiled_pct_of_gemm_only_cpu_time"] = statistics.median(
+            100 * updates / r[1] / g for r, g in zip(res["td3_compiled"], gemm_only))
+        for a in arms:
+            if a != "td3_compiled" and a in COMPILED_ARMS:
+                for k, tag in ((0, ""), (1, "_cpu_time")):
+                    out[f"ratio_{a}_over_td3_compiled{tag}"] = statistics.median(
+                        (r_a[k] / n_of[a]) / (r_t[k] / updates)
+                        for r_a, r_t in zip(res[a], res["td3_compiled"]))
+    out["compile_s"] = compile_s  # first 5 updates of each compiled arm, compiling included
     out.update({
         "ideal_updates_per_s": ideal,
         "gemm_only_updates_per_s": statistics.median(gemm_only),
         "ours_pct_of_gemm_only": statistics.median(
             100 * updates / r[0] / g for r, g in zip(res["ours"], gemm_only)),
+        "ours_pct_of_gemm_only_cpu_time": statistics.median(
+            100 * updates / r[1] / g for r, g in zip(res["ours"], gemm_only)),
         "ours_pct_of_ideal": pct("ours"),
         "sb3_pct_of_ideal": pct("sb3"),
         "gemm_gflops_256": gflops,
@@ -422,7 +483,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "ours_buffer_build_s": ours_build_s, "sb3_buffer_build_s": sb3_build_s if sb3 else None,
         "updates_per_repeat": updates, "repeats": repeats, "threads": args.threads,
         "batch": B, "hidden": list(HID), "obs_dim": OBS, "act_dim": ACT, "policy_delay": 2,
-        "torch_compile": False, "note": note,
+        "torch_compile": sorted(compile_s), "note": note,
         "load_avg_1min": os.getloadavg()[0],
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
     })

@@ -432,6 +432,12 @@ class AgentConfig(_Section):
     adam_beta1: float | None = Field(
         None, ge=0, lt=1, description="Adam's beta1 of every optimiser (None: 0.9; crossq 0.5 "
         "as its paper)")
+    compile: bool = Field(
+        False, description="torch.compile the update's forward and loss computations (ddpg, "
+        "td3, ddpgfd, sac; inductor: fused C++ kernels on the CPU, Triton on CUDA). Off: the "
+        "eager update, bit for bit as before. On: the same maths to float rounding, the same "
+        "checkpoints (the modules are not wrapped); the first updates pay the compile time "
+        "(tens of seconds on a cold cache; bench/learner.py's *_compiled arms, PERF_NOTES.md)")
 
     @field_validator("algo")
     @classmethod

@@ -22,7 +22,21 @@ import torch
 from torch import nn
 
 from robot_rl.agents.config import LearnerConfig
+from robot_rl.agents.losses import critic_td_loss, hard_update, l2_penalty, polyak_update
 from robot_rl.agents.networks import RunningNormalizer, resolve_device
+
+
+def maybe_compile(fn: Any, enabled: bool) -> Any:
+    """``torch.compile(fn)`` when ``enabled`` (``LearnerConfig.compile``), else ``fn`` itself.
+
+    Only pure tensor computations are compiled (forward passes, losses), never a module object:
+    the modules, their ``state_dict`` keys (no ``_orig_mod.`` prefix) and the checkpoints stay
+    what they are; random draws, optimiser steps and counters stay eager. The shapes are static
+    (``dynamic=False``): a batch of another size compiles once more.
+    """
+    if not enabled:
+        return fn
+    return torch.compile(fn, dynamic=False)
 
 
 def adam(params: list[nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999)
@@ -104,6 +118,8 @@ class LearnerBase:
         self.actor_opt = adam(self.actor_params, cfg.actor_lr, self._betas)
         self.critic_opt = adam(self.critic_params, cfg.critic_lr, self._betas)
         self._critic_w = self.critic.weight_matrices()
+        #: the compiled critic pass (compile on; families compile their actor parts too)
+        self._critic_pass_fn = maybe_compile(self._critic_pass_core, cfg.compile)
         self._actor_w = actor_weight_matrices(self.actor)
         #: target parameters and the online ones they follow (:meth:`_update_targets`)
         self._targets: list[torch.Tensor] = []
@@ -179,10 +195,58 @@ class LearnerBase:
                                   norm(batch.nstep_next_observation))
         return obs_n, y1, yn
 
+    def _target_draws(self, next_obs: torch.Tensor) -> tuple[Any, ...]:
+        """The random draws of one TD target (compiled updates draw them outside the graph, in
+        the order the eager update does); ``_target_core(r, d, s'_n, *draws)`` uses them."""
+        raise NotImplementedError
+
+    def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
+                     next_obs_n: torch.Tensor, *draws: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _critic_pass(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None,
+                                                torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """The critic's half of an update up to its loss: ``(norm(s), y_1step, y_nstep, loss,
+        Q(s, a))``. Eager (``compile`` off): :meth:`_normalized_targets` then
+        :meth:`_critic_forward_loss`, as always. Compiled: the normaliser's update and the random
+        draws eagerly, then the targets, the critic's forward and loss as **one** compiled
+        function (one call's overhead per update; its backward compiled with it)."""
+        if not self.config.compile:
+            obs_n, y1, yn = self._normalized_targets(batch)
+            loss, q = self._critic_forward_loss(obs_n, batch.action, y1, yn, batch.weights)
+            return obs_n, y1, yn, loss, q
+        if self.config.obs_normalization:
+            self.normalizer.update(batch.observation)
+        t1 = tn = d1 = dn = None
+        if self._use_1:
+            t1 = (batch.reward, batch.discount, batch.next_observation)
+            d1 = self._target_draws(batch.next_observation)
+        if self._use_n:
+            tn = (batch.nstep_return, batch.nstep_discount, batch.nstep_next_observation)
+            dn = self._target_draws(batch.nstep_next_observation)
+        return self._critic_pass_fn(batch.observation, batch.action, batch.weights, t1, tn, d1, dn)
+
+    def _critic_pass_core(self, obs: torch.Tensor, action: torch.Tensor, weights: torch.Tensor,
+                          t1: Any, tn: Any, d1: Any, dn: Any) -> tuple[Any, ...]:
+        """What :meth:`_critic_pass` compiles (``t``: reward, discount, s'; ``d``: draws)."""
+        norm = self.normalizer
+        with torch.no_grad():
+            obs_n = norm(obs)
+            y1 = None if t1 is None else self._target_core(t1[0], t1[1], norm(t1[2]), *d1)
+            yn = None if tn is None else self._target_core(tn[0], tn[1], norm(tn[2]), *dn)
+        loss, q = self._critic_forward_loss(obs_n, action, y1, yn, weights)
+        return obs_n, y1, yn, loss, q
+
+    def _critic_forward_loss(self, obs_n: torch.Tensor, action: torch.Tensor,
+                             y1: torch.Tensor | None, yn: torch.Tensor | None,
+                             weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(critic loss, Q(s, a))`` of a batch: the critic's forward and loss (one compiled
+        function with ``compile`` on: its backward is compiled with it)."""
+        q = self.critic(obs_n, action)
+        return self._critic_loss(q, y1, yn, weights), q
+
     def _critic_loss(self, q: torch.Tensor, y1: torch.Tensor | None, yn: torch.Tensor | None,
                      weights: torch.Tensor) -> torch.Tensor:
-        from robot_rl.agents.losses import critic_td_loss, l2_penalty
-
         cfg = self.config
         if cfg.critic_targets == "mixed":
             loss = critic_td_loss(q, y1, weights) + cfg.nstep_loss_weight * critic_td_loss(q, yn, weights)
@@ -201,8 +265,6 @@ class LearnerBase:
 
     def _update_targets(self) -> None:
         """``target_update``: Polyak ``theta' <- tau theta + (1 - tau) theta'`` or a hard copy."""
-        from robot_rl.agents.losses import hard_update, polyak_update
-
         if self.config.target_update == "polyak":
             polyak_update(self._targets, self._onlines, self.config.tau)
         else:

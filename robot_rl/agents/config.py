@@ -29,6 +29,8 @@ from robot_rl.agents.registry import ALGORITHMS, family_config
 from robot_rl.config import AgentConfig, ReplayConfig
 
 ALGOS = tuple(ALGORITHMS)
+#: algorithms whose learner implements ``compile`` (torch.compile of the update's parts)
+COMPILE_ALGOS = ("ddpg", "td3", "ddpgfd", "sac")
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class LearnerConfig:
     init_temperature: float = 1.0  # alpha at the start
     target_entropy: float | None = None  # None: -act_dim
     temperature_lr: float = 3e-4  # Adam learning rate of log alpha
+    # -- execution
+    compile: bool = False  # torch.compile the update's forward/loss parts (dpg and sac families)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -121,6 +125,8 @@ class LearnerConfig:
                 raise ValueError(f"{name}: expected a value >= 0, got {getattr(self, name)}")
         if self.target_clip is not None and not self.target_clip[0] < self.target_clip[1]:
             raise ValueError(f"target_clip: expected low < high, got {list(self.target_clip)}")
+        if self.compile and self.algo not in COMPILE_ALGOS:
+            raise ValueError(f"compile: supported for {list(COMPILE_ALGOS)}, not algo={self.algo!r}")
         family_config(self.algo).check(self)
 
     # ------------------------------------------------------------------ identity
@@ -198,6 +204,7 @@ def learner_config(agent: AgentConfig, replay: ReplayConfig | None = None) -> Le
         bc_weight=agent.bc_weight if agent.bc_weight is not None else 0.0,
         critic_hidden=tuple(agent.critic_hidden) if agent.critic_hidden else None,
         adam_beta1=agent.adam_beta1 if agent.adam_beta1 is not None else 0.9,
+        compile=bool(agent.compile),
     )
     common.update(fam.resolve(agent))
     return LearnerConfig(**common)

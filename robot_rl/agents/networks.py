@@ -121,6 +121,25 @@ class MLP(nn.Module):
             x = F.relu(layer(x), inplace=True)
         return layers[-1](x)
 
+    def value_and_input_grad(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y, dy/dx)`` of a one-output MLP, ``y`` ``(B,)`` and ``dy/dx`` ``(B, in)``, without
+        autograd: ``g = W_L``, then ``g <- (g * 1[h_l > 0]) W_l`` back through the layers --
+        the products autograd's input gradient computes (to float rounding). The compiled
+        actor step uses it (no gradient tape): a compiled backward through the critic would
+        compute the critic's weight gradients too, and store the ReLU masks as bool tensors,
+        which inductor's CPU code writes very slowly on this machine (PERF_NOTES.md)."""
+        layers = self.layers
+        hs = []
+        for layer in layers[:-1]:
+            x = F.relu(F.linear(x, layer.weight, layer.bias))
+            hs.append(x)
+        last = layers[-1]
+        y = (x * last.weight).sum(-1) + last.bias  # the N = 1 output layer as a fused sum
+        g = last.weight.expand(x.shape[0], -1)  # (B, h_L)
+        for layer, h in zip(reversed(layers[:-1]), reversed(hs)):
+            g = torch.where(h > 0, g, 0.0) @ layer.weight
+        return y, g
+
 
 class _Bounded(nn.Module):
     """Holds the action bounds: ``a = scale * tanh(u) + bias``."""
@@ -184,18 +203,27 @@ class GaussianActor(_Bounded):
         log_std = LOG_STD_MIN + 0.5 * (LOG_STD_MAX - LOG_STD_MIN) * (torch.tanh(h) + 1.0)
         return mu, log_std
 
-    def sample_normalized(self, obs_n: torch.Tensor, generator: torch.Generator | None = None
-                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """A reparameterised sample and its log-density (summed over action dimensions)."""
+    def sample_normalized(self, obs_n: torch.Tensor, generator: torch.Generator | None = None,
+                          eps: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterised sample and its log-density (summed over action dimensions).
+
+        ``eps``: the standard normal draws ``(B, act_dim)`` (:meth:`draw_eps`), drawn by the
+        caller (a compiled update draws them outside the graph); None: drawn here."""
         mu, log_std = self.dist_params(obs_n)
         std = log_std.exp()
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        if eps is None:
+            eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
         u = mu + std * eps
         t = torch.tanh(u)
         log_prob = (-0.5 * eps.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - torch.log(self.action_scale * (1 - t.pow(2)) + 1e-6).sum(-1)
         a = t if self._unit else t * self.action_scale + self.action_bias
         return a, log_prob
+
+    def draw_eps(self, obs_n: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The draws :meth:`sample_normalized` would make for ``obs_n`` (same numbers)."""
+        return torch.randn((obs_n.shape[0], self.act_dim), generator=generator,
+                           device=obs_n.device, dtype=obs_n.dtype)
 
     def forward_normalized(self, obs_n: torch.Tensor) -> torch.Tensor:
         mu, _ = self.dist_params(obs_n)
@@ -231,14 +259,34 @@ class CriticEnsemble(nn.Module):
             raise ValueError(f"n: expected >= 1 critics, got {n}")
         self.n = int(n)
         self.critics = nn.ModuleList(Critic(obs_dim, act_dim, hidden) for _ in range(n))
+        #: the output layer as a multiply + sum over the hidden units instead of an ``addmm``
+        #: with N = 1: set by the learner with ``compile`` on (inductor fuses it with the last
+        #: ReLU, and its backward; the same maths to float rounding). Eager keeps ``addmm``.
+        self.compile_form = False
 
     def forward(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         x = torch.cat([obs_n, action], -1)
+        if self.compile_form:
+            out = []
+            for c in self.critics:
+                layers = c.net.layers
+                h = x
+                for layer in layers[:-1]:
+                    h = F.relu(layer(h))
+                out.append((h * layers[-1].weight).sum(-1) + layers[-1].bias)
+            return torch.stack(out)
         return torch.stack([c.net(x).squeeze(-1) for c in self.critics])
 
     def q1(self, obs_n: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The first critic alone, ``(B,)`` (the TD3 / DDPG actor loss uses it)."""
         return self.critics[0](obs_n, action)
+
+    @torch.no_grad()
+    def q1_and_action_grad(self, obs_n: torch.Tensor, action: torch.Tensor
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Q_1(s, a), grad_a Q_1(s, a))`` without autograd (:meth:`MLP.value_and_input_grad`)."""
+        y, g = self.critics[0].net.value_and_input_grad(torch.cat([obs_n, action], -1))
+        return y, g[:, obs_n.shape[-1]:]
 
     def weight_matrices(self) -> list[torch.Tensor]:
         return [layer.weight for c in self.critics for layer in c.net.layers]
@@ -309,6 +357,12 @@ class BatchedCritic(nn.Module):
         if where not in CRITIC_NORM_WHERE:
             raise ValueError(f"critic_norm_where: expected one of {CRITIC_NORM_WHERE}, got {where!r}")
         self.n = int(n)
+        #: the form for torch.compile, set by the learner with ``compile`` on: the output layer
+        #: (one value per member) as a multiply + sum over the hidden units instead of a
+        #: ``baddbmm`` with N = 1, the hidden layers as ``bmm + bias`` (the bias fused into the
+        #: norm's kernel). The same maths to float rounding, not bit for bit; eager keeps
+        #: ``baddbmm``.
+        self.compile_form = False
         self.norm = norm
         self.batch = norm in ("batch", "batch_renorm")
         if where == "auto":
@@ -366,12 +420,15 @@ class BatchedCritic(nn.Module):
                 getattr(self, f"running_var_{k}").mul_(m).add_(unbiased.detach(), alpha=1 - m)
         return xhat
 
-    def _normalize(self, x: torch.Tensor, k: int, sel: torch.Tensor | None) -> torch.Tensor:
+    def _normalize(self, x: torch.Tensor, k: int, sel: torch.Tensor | None,
+                   frozen: bool = False) -> torch.Tensor:
         if self.batch:
             x = self._batch_norm(x, k, sel)
         else:
             x = F.layer_norm(x, x.shape[-1:], eps=self.eps)
         w, b = self.norm_weight[k], self.norm_bias[k]
+        if frozen:
+            w, b = w.detach(), b.detach()
         if sel is not None:
             w, b = w.index_select(0, sel), b.index_select(0, sel)
         return x * w + b  # (cheaper in backward than addcmul's, which scales by its value)
@@ -379,8 +436,9 @@ class BatchedCritic(nn.Module):
     # -- forward ---------------------------------------------------------------------------
 
     def forward(self, obs_n: torch.Tensor, action: torch.Tensor,
-                members: torch.Tensor | None = None) -> torch.Tensor:
-        """``(N, B)`` values (``(len(members), B)`` for a subset)."""
+                members: torch.Tensor | None = None, frozen: bool = False) -> torch.Tensor:
+        """``(N, B)`` values (``(len(members), B)`` for a subset); ``frozen``: the weights
+        detached, so gradients reach the inputs only (the compiled actor step)."""
         x = torch.cat([obs_n, action], -1)
         n = self.n if members is None else int(members.shape[0])
         last = len(self.weight) - 1
@@ -388,19 +446,30 @@ class BatchedCritic(nn.Module):
         normed = self.norm != "none"
         after = normed and self.where == "after_relu"
         if after:
-            h = self._normalize(h, 0, members)
+            h = self._normalize(h, 0, members, frozen)
         for i in range(last + 1):
             w, b = self.weight[i], self.bias[i]
+            if frozen:
+                w, b = w.detach(), b.detach()
             if members is not None:
                 w, b = w.index_select(0, members), b.index_select(0, members)
-            h = torch.baddbmm(b, h, w)
+            if self.compile_form and i == last and w.shape[-1] == 1:
+                # (N, B, h) . (N, 1, h) summed over h: no N=1 batched GEMM (slow on the CPU);
+                # inductor fuses it with the last norm / ReLU, and its backward too
+                h = (h * w.transpose(1, 2)).sum(-1, keepdim=True) + b
+            elif self.compile_form:
+                # the bias added in the fused kernel that follows (norm / ReLU), not copied
+                # into the output before the GEMM as baddbmm does
+                h = torch.bmm(h, w) + b
+            else:
+                h = torch.baddbmm(b, h, w)
             if i < last:
                 if normed and not after:
-                    h = self._normalize(h, i, members)
+                    h = self._normalize(h, i, members, frozen)
                 # in place on a fresh tensor whose producers' backward does not need it
                 h = F.relu(h, inplace=True)
                 if after:
-                    h = self._normalize(h, i + 1, members)
+                    h = self._normalize(h, i + 1, members, frozen)
         if self.training and self.batch and members is None:
             self.num_batches.add_(1)
         return h.squeeze(-1)

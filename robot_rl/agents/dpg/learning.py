@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_rl.agents.base import LearnerBase
+from robot_rl.agents.base import LearnerBase, maybe_compile
 from robot_rl.agents.losses import (
     bc_loss,
     clipped_target,
@@ -55,6 +55,7 @@ class DPGLearner(LearnerBase):
         self.critic = CriticEnsemble(o, a, cfg.hidden, n=2 if cfg.twin_critics else 1)
         self.target_critic = CriticEnsemble(o, a, cfg.hidden, n=self.critic.n)
         self.target_critic.load_state_dict(self.critic.state_dict())
+        self.critic.compile_form = self.target_critic.compile_form = cfg.compile
         self.target_actor = Actor(o, a, cfg.hidden, low=action_low, high=action_high)
         self.target_actor.net.load_state_dict(self.actor.net.state_dict())
 
@@ -62,6 +63,8 @@ class DPGLearner(LearnerBase):
         super()._build_optimizers()
         self._targets = list(self.target_critic.parameters()) + list(self.target_actor.net.parameters())
         self._onlines = list(self.critic.parameters()) + self.actor_params
+        # compile on: pi(s), Q_1(s, pi(s)) and grad_a Q_1 as one compiled function
+        self._actor_fn = maybe_compile(self._actor_core, self.config.compile)
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic,
@@ -73,10 +76,21 @@ class DPGLearner(LearnerBase):
     @torch.no_grad()
     def _target(self, reward: torch.Tensor, discount: torch.Tensor,
                 next_obs_n: torch.Tensor) -> torch.Tensor:
+        return self._target_core(reward, discount, next_obs_n, *self._target_draws(next_obs_n))
+
+    def _target_draws(self, next_obs: torch.Tensor) -> tuple[torch.Tensor | None]:
+        """TD3's smoothing noise ``(B, act_dim)``, the shape of a' (the same draws as before)."""
+        if self.config.target_noise > 0:
+            return (torch.randn((next_obs.shape[0], self.act_dim), generator=self.generator,
+                                device=next_obs.device),)
+        return (None,)
+
+    def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
+                     next_obs_n: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        """The TD target given the smoothing noise (no random draws: compiled as one graph)."""
         cfg = self.config
         a_next = self.target_actor.forward_normalized(next_obs_n)
-        if cfg.target_noise > 0:
-            noise = torch.randn(a_next.shape, generator=self.generator, device=a_next.device)
+        if noise is not None:
             a_next = smoothed_target_action(a_next, noise * cfg.target_noise,
                                             cfg.target_noise_clip,
                                             self.actor.action_low, self.actor.action_high)
@@ -94,9 +108,7 @@ class DPGLearner(LearnerBase):
         ``q_filter_pass`` with BC on).
         """
         cfg = self.config
-        obs_n, y1, yn = self._normalized_targets(batch)
-        q = self.critic(obs_n, batch.action)
-        loss_c = self._critic_loss(q, y1, yn, batch.weights)
+        obs_n, y1, yn, loss_c, q = self._critic_pass(batch)
         self._critic_step(loss_c)
 
         q1 = q[0].detach()
@@ -128,12 +140,16 @@ class DPGLearner(LearnerBase):
         ``grad_theta L = J_theta(pi)^T (-g/B + bc_weight * grad_a L_BC)`` through the actor.
         """
         cfg = self.config
-        a_pi = self.actor.forward_normalized(obs_n)
+        if cfg.compile:
+            a_pi, q_pi, grad_a_q = self._actor_fn(obs_n)
+        else:
+            a_pi = self.actor.forward_normalized(obs_n)
         with torch.no_grad():
             unit = (a_pi - self.actor.action_bias) / self.actor.action_scale
             self.actor_saturation = (unit.abs() > 0.99).float().mean()
-        q_pi = self.critic.q1(obs_n, a_pi)
-        (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
+        if not cfg.compile:
+            q_pi = self.critic.q1(obs_n, a_pi)
+            (grad_a_q,) = torch.autograd.grad(q_pi.sum(), a_pi, retain_graph=False)
         loss = deterministic_actor_loss(q_pi.detach())
         g_a = grad_a_q * (-1.0 / a_pi.shape[0])
         metrics: dict[str, torch.Tensor] = {"actor_saturation": self.actor_saturation}
@@ -156,6 +172,13 @@ class DPGLearner(LearnerBase):
                           self.actor_opt)
         metrics["actor_loss"] = loss
         return metrics, grad_a_q
+
+    def _actor_core(self, obs_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(pi(s), Q_1(s, pi(s)), grad_a Q_1)``, the critic's part without a tape
+        (:meth:`CriticEnsemble.q1_and_action_grad`); compiled with ``compile``."""
+        a_pi = self.actor.forward_normalized(obs_n)
+        q_pi, grad_a_q = self.critic.q1_and_action_grad(obs_n, a_pi.detach())
+        return a_pi, q_pi, grad_a_q
 
 
 LEARNER = DPGLearner

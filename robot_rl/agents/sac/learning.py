@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robot_rl.agents.base import LearnerBase, adam
+from robot_rl.agents.base import LearnerBase, adam, maybe_compile
 from robot_rl.agents.losses import (
     bc_loss,
     clipped_target,
@@ -65,10 +65,12 @@ class SACLearner(LearnerBase):
 
     def _make_critic(self) -> BatchedCritic:
         cfg = self.config
-        return BatchedCritic(self.obs_dim, self.act_dim, cfg.critic_layers, n=cfg.ensemble_size,
-                             norm=cfg.critic_norm, where=cfg.critic_norm_where,
-                             momentum=cfg.bn_momentum,
-                             renorm_warmup=cfg.renorm_warmup)
+        critic = BatchedCritic(self.obs_dim, self.act_dim, cfg.critic_layers, n=cfg.ensemble_size,
+                               norm=cfg.critic_norm, where=cfg.critic_norm_where,
+                               momentum=cfg.bn_momentum,
+                               renorm_warmup=cfg.renorm_warmup)
+        critic.compile_form = cfg.compile
+        return critic
 
     def _build_optimizers(self) -> None:
         super()._build_optimizers()
@@ -79,6 +81,8 @@ class SACLearner(LearnerBase):
             self._onlines = self.critic_params
         # the subset of target members is drawn on the CPU from the update generator's seed
         self._subset_gen = torch.Generator().manual_seed(self.seed + 3)
+        # compile on: the actor's loss as one compiled function (its backward compiled with it)
+        self._actor_fn = maybe_compile(self._actor_core, self.config.compile)
 
     _GENERATORS = {"update": "generator", "act": "act_generator", "subset": "_subset_gen"}
 
@@ -109,9 +113,18 @@ class SACLearner(LearnerBase):
     @torch.no_grad()
     def _target(self, reward: torch.Tensor, discount: torch.Tensor,
                 next_obs_n: torch.Tensor) -> torch.Tensor:
+        return self._target_core(reward, discount, next_obs_n, *self._target_draws(next_obs_n))
+
+    def _target_draws(self, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The policy's draws for a' (update generator) and the member subset (its own)."""
+        return self.actor.draw_eps(next_obs, self.generator), self._members()
+
+    def _target_core(self, reward: torch.Tensor, discount: torch.Tensor,
+                     next_obs_n: torch.Tensor, eps: torch.Tensor,
+                     members: torch.Tensor | None) -> torch.Tensor:
+        """The TD target given the policy's draws and the member subset (compiled as one graph)."""
         cfg = self.config
-        a_next, log_prob = self.actor.sample_normalized(next_obs_n, self.generator)
-        members = self._members()
+        a_next, log_prob = self.actor.sample_normalized(next_obs_n, eps=eps)
         q_next = self.target_critic(next_obs_n, a_next, members)  # only the subset's members
         v_next = soft_value(min_over_critics(q_next), log_prob, self.alpha)
         y = td_target(reward, discount, v_next)
@@ -127,9 +140,7 @@ class SACLearner(LearnerBase):
         ``entropy`` (``-mean log pi``), ``temperature_loss``.
         """
         cfg = self.config
-        obs_n, y1, yn = self._normalized_targets(batch)
-        q = self.critic(obs_n, batch.action)
-        loss_c = self._critic_loss(q, y1, yn, batch.weights)
+        obs_n, y1, yn, loss_c, q = self._critic_pass(batch)
         self._critic_step(loss_c)
         if self.num_steps % cfg.target_update_period == 0:
             self._update_targets()
@@ -154,9 +165,7 @@ class SACLearner(LearnerBase):
         demo rows' actions by the mean action, with the Q-filter, when ``bc_weight`` > 0), then
         the temperature's."""
         cfg = self.config
-        a, log_prob = self.actor.sample_normalized(obs_n, self.generator)
-        q_pi = reduce_ensemble(self.critic(obs_n, a), cfg.actor_q)
-        loss = sac_actor_loss(q_pi, log_prob, self.alpha)
+        loss, log_prob, q_pi = self._actor_fn(obs_n, self.actor.draw_eps(obs_n, self.generator))
         out: dict[str, torch.Tensor] = {}
         if cfg.bc_weight > 0 and batch is not None:
             l_bc, passed = bc_loss(self.actor.forward_normalized(obs_n), batch.action,
@@ -175,6 +184,16 @@ class SACLearner(LearnerBase):
                               self.temperature_opt)
             out["temperature_loss"] = t_loss.detach()
         return out
+
+    def _actor_core(self, obs_n: torch.Tensor, eps: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(actor loss, log pi(a|s), Q(s, a))`` for ``a`` from the draws ``eps``. Compiled, the
+        critic's weights are detached (the compiled backward would compute their gradients;
+        eager ``autograd.grad`` skips them anyway, and eager stays as it was, bit for bit)."""
+        a, log_prob = self.actor.sample_normalized(obs_n, eps=eps)
+        q = self.critic(obs_n, a, frozen=True) if self.config.compile else self.critic(obs_n, a)
+        q_pi = reduce_ensemble(q, self.config.actor_q)
+        return sac_actor_loss(q_pi, log_prob, self.alpha), log_prob, q_pi
 
 
 LEARNER = SACLearner
