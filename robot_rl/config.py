@@ -437,7 +437,7 @@ class AgentConfig(_Section):
         "td3, ddpgfd, sac; inductor: fused C++ kernels on the CPU, Triton on CUDA). Off: the "
         "eager update, bit for bit as before. On: the same maths to float rounding, the same "
         "checkpoints (the modules are not wrapped); the first updates pay the compile time "
-        "(tens of seconds on a cold cache; bench/learner.py's *_compiled arms, PERF_NOTES.md)")
+        "(tens of seconds on a cold cache; bench/learner.py's *_compiled arms, docs/benchmarks.md)")
 
     @field_validator("algo")
     @classmethod

@@ -127,7 +127,7 @@ class MLP(nn.Module):
         the products autograd's input gradient computes (to float rounding). The compiled
         actor step uses it (no gradient tape): a compiled backward through the critic would
         compute the critic's weight gradients too, and store the ReLU masks as bool tensors,
-        which inductor's CPU code writes very slowly on this machine (PERF_NOTES.md)."""
+        which inductor's CPU code writes very slowly on this machine (docs/benchmarks.md, issue 16 session 11)."""
         layers = self.layers
         hs = []
         for layer in layers[:-1]:
