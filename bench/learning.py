@@ -471,7 +471,10 @@ def plot(root: str, groups: list[list[str]], out: str) -> None:
         ax.set_ylabel("eval success (50 fixed episodes)")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=8)
-        ax.set_title(" vs ".join(group), fontsize=9)
+        title = " vs ".join(group)
+        if len(title) > 60:  # many arms: the legend names them
+            title = f"{len(group)} arms, mean of seeds (thin: each seed)"
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
