@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
+from rclpy.qos import QoSProfile
 from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import UInt64
 
@@ -31,6 +32,9 @@ from robot_rl.replay import ReplayWriter
 from robot_rl.ros_nodes.common import LATCHED_QOS
 from robot_rl.tasks import make_task
 from robot_rl_interfaces.msg import PolicyWeights
+
+PROBE_POLICY_QOS = QoSProfile(depth=200, reliability=LATCHED_QOS.reliability,
+                              history=LATCHED_QOS.history, durability=LATCHED_QOS.durability)
 
 LEARNER = str(Path(sys.executable).parent / "learner_node")
 WARMUP = 100
@@ -84,8 +88,11 @@ class Probe:
     def __init__(self):
         self.node = rclpy.create_node("learner_probe")
         self.policies: list[PolicyWeights] = []
+        # the latched profile, but a deep reader queue: while the test waits on a process's log
+        # the probe does not spin, and a learner may publish several versions meanwhile (a
+        # depth-1 reader keeps only the newest, and a test that counts versions misses some)
         self.node.create_subscription(PolicyWeights, "/rl/policy", self.policies.append,
-                                      LATCHED_QOS)
+                                      PROBE_POLICY_QOS)
         self.diag: list[dict[str, str]] = []
         self.levels: list[int] = []  # the status level of each entry of diag
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.on_diag, 10)
