@@ -73,3 +73,22 @@ def expected_rows(cols: dict[str, np.ndarray], *, obs_dim: int, act_dim: int,
 def row_kwargs(cols: dict[str, np.ndarray], i: int) -> dict:
     """Row ``i`` of a column dict as keyword arguments for ``ReplayWriter.append``."""
     return {k: (v[i] if v.ndim > 1 else v[i].item()) for k, v in cols.items()}
+
+
+def write_synthetic_store(path, *, obs_dim: int, act_dim: int, online: int = 600,
+                          demo: int = 100, episode_len: int = 25, chunk_rows: int = 256):
+    """A replay store at ``path`` with ``online`` synthetic policy rows (actor session 1) and
+    ``demo`` demonstration rows (session 2, episode ids from 10,000); returns ``path``. What
+    the learner tests train on."""
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay.store import ReplayWriter
+
+    obs, act = make_specs(obs_dim, act_dim)
+    with ReplayWriter(path, obs, act, ReplayConfig(fsync=False, chunk_rows=chunk_rows)) as w:
+        w.append_batch(synthetic_rows(range(online), obs_dim=obs_dim, act_dim=act_dim,
+                                      episode_len=episode_len))
+        w.append_batch(synthetic_rows(range(demo), obs_dim=obs_dim, act_dim=act_dim,
+                                      episode_len=episode_len, actor_session=2,
+                                      source=Source.DEMO, episode_base=10_000))
+        w.flush()
+    return path

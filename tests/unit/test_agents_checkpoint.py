@@ -17,8 +17,8 @@ from robot_rl.agents.checkpoint import (
 from robot_rl.agents.config import LearnerConfig, config_hash, learner_config
 from robot_rl.agents.learning import Learner
 from robot_rl.config import AgentConfig, ReplayConfig
-from robot_rl.replay import ReplayMirror, ReplaySampler, ReplayWriter, Source
-from robot_rl.replay.synthetic import make_specs, synthetic_rows
+from robot_rl.replay import ReplayMirror, ReplaySampler
+from robot_rl.replay.synthetic import write_synthetic_store
 
 pytestmark = pytest.mark.unit
 torch.set_num_threads(1)
@@ -28,14 +28,8 @@ OBS, ACT = 6, 3
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("replay") / "replay.zarr"
-    obs, act = make_specs(OBS, ACT)
-    with ReplayWriter(path, obs, act, ReplayConfig(fsync=False, chunk_rows=256)) as w:
-        w.append_batch(synthetic_rows(range(600), obs_dim=OBS, act_dim=ACT, episode_len=25))
-        w.append_batch(synthetic_rows(range(100), obs_dim=OBS, act_dim=ACT, episode_len=25,
-                                      actor_session=2, source=Source.DEMO, episode_base=10_000))
-        w.flush()
-    return path
+    return write_synthetic_store(tmp_path_factory.mktemp("replay") / "replay.zarr",
+                                 obs_dim=OBS, act_dim=ACT)
 
 
 def cfg(algo="ddpgfd", **kw):
