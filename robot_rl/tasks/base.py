@@ -235,7 +235,8 @@ class Task(ABC):
                 raise ValueError(f"{self.name}: {arg} must be real numbers of shape {what}, "
                                  f"got {type(x).__name__}") from None
             if arr.ndim == 0 or arr.shape[-1] != n:
-                raise ValueError(f"{self.name}: {arg} must have shape {what}, got shape {arr.shape}")
+                raise ValueError(f"{self.name}: {arg} must have shape {what}, "
+                                 f"got shape {arr.shape}")
             bad = ~np.isfinite(arr)
             if bad.any():
                 idx = tuple(int(i) for i in np.argwhere(bad)[0])

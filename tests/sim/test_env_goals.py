@@ -42,9 +42,9 @@ def test_step_reward_is_compute_reward_of_info_goals(task, reward):
             obs, r, term, trunc, info = env.step(action)
             recomputed = u.compute_reward(info["achieved_goal"], info["desired_goal"], info)
             assert recomputed.shape == () and float(recomputed) == r, (recomputed, r)
-            assert bool(u.compute_terminated(info["achieved_goal"], info["desired_goal"], info)) == term
-            assert bool(u.task.compute_success(info["achieved_goal"], info["desired_goal"])) \
-                == info["is_success"]
+            ag, dg = info["achieved_goal"], info["desired_goal"]
+            assert bool(u.compute_terminated(ag, dg, info)) == term
+            assert bool(u.task.compute_success(ag, dg)) == info["is_success"]
             rewards.append(r)
             done = term or trunc
         if policy == "scripted":
@@ -59,6 +59,7 @@ def test_env_compute_reward_is_vectorised_and_checks_its_input():
     _, info = env.reset(seed=0)
     ag = np.stack([info["achieved_goal"], info["desired_goal"]])
     np.testing.assert_array_equal(env.compute_reward(ag, info["desired_goal"], None), [-1.0, 0.0])
-    with pytest.raises(ValueError, match=r"push: desired_goal must have shape \(\.\.\., goal_dim=3\)"):
+    with pytest.raises(ValueError,
+                       match=r"push: desired_goal must have shape \(\.\.\., goal_dim=3\)"):
         env.compute_reward(ag, info["desired_goal"][:2], None)
     env.close()

@@ -70,9 +70,11 @@ def test_goal_slices_and_names():
     assert reach.goal_slices == {"achieved_goal": slice(14, 17), "desired_goal": slice(17, 20)}
     assert push.goal_slices == {"achieved_goal": slice(17, 20), "desired_goal": slice(24, 27)}
     names = reach.observation_spec.names
-    assert names[14:17] == ("ee_x", "ee_y", "ee_z") and names[17:20] == ("goal_x", "goal_y", "goal_z")
+    assert names[14:17] == ("ee_x", "ee_y", "ee_z")
+    assert names[17:20] == ("goal_x", "goal_y", "goal_z")
     names = push.observation_spec.names
-    assert names[17:20] == ("obj_x", "obj_y", "obj_z") and names[24:27] == ("goal_x", "goal_y", "goal_z")
+    assert names[17:20] == ("obj_x", "obj_y", "obj_z")
+    assert names[24:27] == ("goal_x", "goal_y", "goal_z")
     # a copy: callers cannot move the task's slices
     reach.goal_slices["achieved_goal"] = slice(0, 3)
     assert reach.goal_slices["achieved_goal"] == slice(14, 17)
