@@ -8,7 +8,12 @@ Episode ends are kept apart, as DESIGN §8 and every off-policy learner need:
 ``terminated`` — success with ``task.terminate_on_success`` (no bootstrap);
 ``truncated`` — the time limit ``task.max_steps`` (bootstrap through it).
 
-``info`` carries ``is_success``, ``distance`` and ``joint_velocities`` (the command applied).
+``info`` carries ``is_success``, ``distance`` and ``joint_velocities`` (the command applied),
+and, goal-conditioned as gymnasium-robotics' ``GoalEnv``, ``achieved_goal`` and ``desired_goal``
+(float64, ``task.goal_dim``; at reset too): the env's reward is
+``env.unwrapped.compute_reward(info["achieved_goal"], info["desired_goal"], info)``, vectorised
+over batches of goals for relabelling. The observation stays the flat Box; the goals sit in it at
+``env.unwrapped.task.goal_slices``.
 
 ``safety=True`` puts the safety node's filter (:class:`robot_rl.safety.SafetyFilter` with
 ``config.safety``, one output per control step, as the graph's safety node in ``proposal``
@@ -150,7 +155,9 @@ class PandaEnv(gym.Env):
         s = self._snapshot()
         d = self.task.distance(s)
         obs, clipped = self._observe(s)
-        info = {"is_success": False, "distance": d, "goal": self._goal.copy()}
+        info = {"is_success": False, "distance": d, "goal": self._goal.copy(),
+                "achieved_goal": self.task.achieved_goal(s),
+                "desired_goal": self.task.desired_goal(s)}
         if clipped:
             info["observation_clipped"] = clipped
         return obs, info
@@ -176,7 +183,8 @@ class PandaEnv(gym.Env):
         terminated = bool(success and self._terminate_on_success)
         truncated = bool(self._steps >= self._max_steps and not terminated)
         self._needs_reset = terminated or truncated
-        info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd}
+        info = {"is_success": bool(success), "distance": d, "joint_velocities": dq_cmd,
+                "achieved_goal": task.achieved_goal(s), "desired_goal": task.desired_goal(s)}
         if self._safety is not None:
             info["safety_rules"] = rules
             # the command the filter let through, in the action space (clipped to the box as
@@ -188,6 +196,19 @@ class PandaEnv(gym.Env):
         if clipped:
             info["observation_clipped"] = clipped
         return obs, reward, terminated, truncated, info
+
+    # -- goal-conditioned (gymnasium-robotics' GoalEnv signatures) ---------------------------
+
+    def compute_reward(self, achieved_goal, desired_goal, info=None) -> np.ndarray:
+        """The task's reward for goals of shape ``(..., goal_dim)`` (batch dims broadcast):
+        :meth:`robot_rl.tasks.Task.compute_reward`. ``step``'s reward equals it for the step's
+        ``info["achieved_goal"]``, ``info["desired_goal"]``; ``info`` is not read."""
+        return self.task.compute_reward(achieved_goal, desired_goal, info)
+
+    def compute_terminated(self, achieved_goal, desired_goal, info=None) -> np.ndarray:
+        """Whether those goals end an episode (success with ``task.terminate_on_success``):
+        :meth:`robot_rl.tasks.Task.compute_terminated`, equal to ``step``'s ``terminated``."""
+        return self.task.compute_terminated(achieved_goal, desired_goal, info)
 
     def render(self):
         if self.render_mode == "rgb_array":

@@ -3,11 +3,23 @@
 Tasks are pure and ROS-free: the PyBullet env calls them with simulated state, the actor node
 calls the same functions with a real robot's joint states and a perception/mocap task state, so a
 reward in simulation is the reward on the arm.
+
+Every task is goal-conditioned in gymnasium-robotics' sense: its distance is a function of an
+*achieved goal* (what the robot has brought about: reach's end-effector position, push's cube
+position) and the *desired goal*, and the ``compute_*`` methods take batches of both, so a
+sampler can recompute rewards for goals other than the episode's (hindsight relabelling)::
+
+    ag, dg = task.achieved_goal(s), task.desired_goal(s)
+    task.compute_reward(ag, dg) == task.reward(s)          # exactly, for every snapshot
+    # from stored observation rows, without re-running the task:
+    sl = task.goal_slices
+    r = task.compute_reward(next_obs[:, sl["achieved_goal"]], new_goals)   # shape (B,)
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +49,20 @@ class TaskSnapshot:
 
 
 class Task(ABC):
-    """A task's definition. Subclasses fix what is observed and what is rewarded."""
+    """A task's definition. Subclasses fix what is observed and what is rewarded.
+
+    A subclass names the observation elements that hold its achieved goal
+    (:attr:`achieved_goal_names`) and its desired goal (:attr:`desired_goal_names`), returns them
+    from a snapshot (:meth:`achieved_goal`, :meth:`desired_goal`) and defines the distance between
+    the two (:meth:`_goal_distance`); rewards and success follow from that distance alone.
+    """
 
     name: str = ""
     has_object: bool = False
+    #: observation elements that hold the achieved goal, in goal order (contiguous)
+    achieved_goal_names: tuple[str, ...] = ()
+    #: observation elements that hold the desired goal, in goal order (contiguous)
+    desired_goal_names: tuple[str, ...] = concat_names(("goal", XYZ))
 
     def __init__(self, config: TaskConfig, profile: RobotProfile):
         if config.name != self.name:
@@ -48,6 +70,29 @@ class Task(ABC):
         self.config = config
         self.profile = profile
         self.observation_spec = self._observation_spec()
+        self._goal_slices = {
+            "achieved_goal": _contiguous_slice(self.observation_spec.names,
+                                               self.achieved_goal_names, "achieved_goal"),
+            "desired_goal": _contiguous_slice(self.observation_spec.names,
+                                              self.desired_goal_names, "desired_goal"),
+        }
+
+    @property
+    def goal_slices(self) -> dict[str, slice]:
+        """Where the goals sit in the flat observation vector: ``{"achieved_goal": slice,
+        "desired_goal": slice}``, index ranges into ``observation_spec.names``.
+
+        ``observation(s)[goal_slices["achieved_goal"]]`` is ``achieved_goal(s)`` in float32 (and
+        likewise the desired goal), so a stored row can be relabelled with these and
+        :meth:`compute_reward` without re-running the task. An env observation clipped into its
+        spec (``info["observation_clipped"]``, a physics spike) holds the clipped values.
+        """
+        return dict(self._goal_slices)
+
+    @property
+    def goal_dim(self) -> int:
+        """Length of an achieved or desired goal (3 for reach and push: x, y, z in metres)."""
+        return len(self.desired_goal_names)
 
     # -- specs ------------------------------------------------------------------------------
 
@@ -82,8 +127,23 @@ class Task(ABC):
         """The policy's observation (float32, ``observation_spec`` order)."""
 
     @abstractmethod
+    def achieved_goal(self, s: TaskSnapshot) -> np.ndarray:
+        """What the robot has achieved, comparable with :meth:`desired_goal`: shape
+        ``(goal_dim,)``, a copy in the snapshot's dtype."""
+
+    def desired_goal(self, s: TaskSnapshot) -> np.ndarray:
+        """The goal the episode asks for (``s.goal``): shape ``(goal_dim,)``, a copy in the
+        snapshot's dtype."""
+        return np.array(s.goal, copy=True)
+
+    @staticmethod
+    @abstractmethod
+    def _goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        """Distance(s) (m) between goals of shape ``(..., goal_dim)``; no input checks."""
+
     def distance(self, s: TaskSnapshot) -> float:
-        """The task's distance to success (m)."""
+        """The task's distance to success (m): the distance between achieved and desired goal."""
+        return float(self._goal_distance(self.achieved_goal(s), self.desired_goal(s)))
 
     def is_success(self, s: TaskSnapshot) -> bool:
         """Success: ``distance < success_threshold``."""
@@ -99,6 +159,98 @@ class Task(ABC):
             return float(-d)
         return 0.0 if d < self.config.success_threshold else -1.0
 
+    # -- goal-conditioned, vectorised (gymnasium-robotics' GoalEnv signatures) ---------------
+
+    def compute_distance(self, achieved_goal: Any, desired_goal: Any) -> np.ndarray:
+        """The task's distance (m) between goals, vectorised.
+
+        Args:
+            achieved_goal, desired_goal: shape ``(..., goal_dim)``; the leading (batch) shapes
+                must broadcast together. float32 and float64 are computed in the dtype numpy
+                promotes them to, as :meth:`distance` computes a snapshot's; other numbers are
+                taken as float64.
+
+        Returns:
+            The distances, shape: the broadcast batch shape (``()`` for single goals).
+
+        Raises:
+            ValueError: a goal is not numeric, its last dimension is not ``goal_dim``, the batch
+                shapes do not broadcast, or a value is not finite.
+        """
+        ag, dg = self._check_goals(achieved_goal, desired_goal)
+        return np.asarray(self._goal_distance(ag, dg))
+
+    def compute_reward(self, achieved_goal: Any, desired_goal: Any,
+                       info: Any = None) -> np.ndarray:
+        """The reward of reaching ``achieved_goal`` when ``desired_goal`` is asked for, vectorised.
+
+        dense: ``-d``; sparse: ``0`` where ``d < success_threshold``, ``-1`` elsewhere, with ``d``
+        = :meth:`compute_distance`. ``compute_reward(achieved_goal(s), desired_goal(s))`` equals
+        :meth:`reward` of ``s`` exactly. For goals read from stored float32 observations the
+        result is the reward at the float32-rounded positions: within float32 rounding of the
+        stored reward (dense), and the same 0/-1 except within rounding of the threshold (sparse).
+
+        Args:
+            achieved_goal, desired_goal: shape ``(..., goal_dim)`` (see :meth:`compute_distance`).
+            info: accepted for gymnasium-robotics' signature; the reward does not depend on it.
+
+        Returns:
+            The rewards, shape: the broadcast batch shape; float dtype of the distance.
+        """
+        d = self.compute_distance(achieved_goal, desired_goal)
+        if self.config.reward == "dense":
+            return -d
+        return np.where(d < self.config.success_threshold, 0.0, -1.0).astype(d.dtype)
+
+    def compute_success(self, achieved_goal: Any, desired_goal: Any) -> np.ndarray:
+        """``d < success_threshold`` (bool), vectorised as :meth:`compute_reward`; equals
+        :meth:`is_success` for a snapshot's goals."""
+        return np.asarray(self.compute_distance(achieved_goal, desired_goal)
+                          < self.config.success_threshold)
+
+    def compute_terminated(self, achieved_goal: Any, desired_goal: Any,
+                           info: Any = None) -> np.ndarray:
+        """Whether reaching ``achieved_goal`` ends the episode (bool, no bootstrap through it):
+        success when ``task.terminate_on_success``, never otherwise. A relabelled transition that
+        reaches its new goal is terminal exactly as the env would have made it. (Truncation is
+        the time limit, which no goal changes; it stays the stored flag, cleared where this is
+        true, as the env never reports both.)"""
+        success = self.compute_success(achieved_goal, desired_goal)
+        return success if self.config.terminate_on_success else np.zeros_like(success)
+
+    def _check_goals(self, achieved_goal: Any, desired_goal: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Both goals as float arrays of shape ``(..., goal_dim)`` with broadcastable batch shapes
+        and finite values, or ``ValueError`` naming the argument and what is wrong."""
+        n = self.goal_dim
+        what = f"(..., goal_dim={n})"
+        out = []
+        for arg, x in (("achieved_goal", achieved_goal), ("desired_goal", desired_goal)):
+            try:
+                arr = np.asarray(x)
+                if arr.dtype.kind == "c":
+                    raise TypeError("complex")
+                if arr.dtype.kind != "f":
+                    arr = arr.astype(np.float64)
+            except (TypeError, ValueError):
+                raise ValueError(f"{self.name}: {arg} must be real numbers of shape {what}, "
+                                 f"got {type(x).__name__}") from None
+            if arr.ndim == 0 or arr.shape[-1] != n:
+                raise ValueError(f"{self.name}: {arg} must have shape {what}, "
+                                 f"got shape {arr.shape}")
+            bad = ~np.isfinite(arr)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ValueError(f"{self.name}: {arg}{list(idx)} is not finite: {arr[idx]}")
+            out.append(arr)
+        ag, dg = out
+        try:
+            np.broadcast_shapes(ag.shape[:-1], dg.shape[:-1])
+        except ValueError:
+            raise ValueError(
+                f"{self.name}: the batch shapes of achieved_goal {ag.shape} and desired_goal "
+                f"{dg.shape} do not broadcast together") from None
+        return ag, dg
+
     def describe(self) -> str:
         """One line with what fixes this task's numbers (printed beside every result)."""
         c = self.config
@@ -108,3 +260,15 @@ class Task(ABC):
             f"success<{c.success_threshold:g}m goal_box={list(box.low)}..{list(box.high)} "
             f"action_mode={c.action_mode}"
         )
+
+
+def _contiguous_slice(names: tuple[str, ...], wanted: tuple[str, ...], what: str) -> slice:
+    """The slice of ``names`` that is exactly ``wanted``, in order (a task definition error
+    otherwise)."""
+    if not wanted or wanted[0] not in names:
+        raise ValueError(f"{what}: the observation has no elements {wanted}")
+    i = names.index(wanted[0])
+    sl = slice(i, i + len(wanted))
+    if names[sl] != wanted:
+        raise ValueError(f"{what}: {wanted} are not contiguous in the observation {names}")
+    return sl

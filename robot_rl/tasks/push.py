@@ -3,6 +3,9 @@
 Observation (27 for a 7-joint arm): ``q (7), dq (7), ee_pos (3), object pose (x, y, z, qx, qy,
 qz, qw) (7), goal (3)``. Distance: the cube's horizontal (x, y) distance to the goal; success below
 ``task.success_threshold``. Goals and starts lie on the table plane (z = half the cube's edge).
+Goals: achieved = the cube's position ``obj_x, obj_y, obj_z`` (observation elements 17-19 for 7
+joints), desired = ``goal`` (24-26); ``goal_dim`` 3, of which the distance reads x and y only (a
+goal's z is ignored, as is the cube's height).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ def push_distance(object_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
 class PushTask(Task):
     name = "push"
     has_object = True
+    achieved_goal_names = concat_names(("obj", XYZ))
 
     def _observation_spec(self) -> BoxSpec:
         names, low, high = self._robot_bounds()
@@ -60,7 +64,12 @@ class PushTask(Task):
             raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
         return np.concatenate([s.q, s.dq, s.ee_pos, s.object_pose, s.goal]).astype(np.float32)
 
-    def distance(self, s: TaskSnapshot) -> float:
+    def achieved_goal(self, s: TaskSnapshot) -> np.ndarray:
+        """The cube's position ``s.object_pose[:3]`` (m), shape (3,); its orientation is no goal."""
         if s.object_pose is None:
             raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
-        return float(push_distance(s.object_pose[:3], s.goal))
+        return np.array(s.object_pose[:3], copy=True)
+
+    @staticmethod
+    def _goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        return push_distance(achieved_goal, desired_goal)

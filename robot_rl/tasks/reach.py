@@ -2,6 +2,8 @@
 
 Observation (20 for a 7-joint arm): ``q (7), dq (7), ee_pos (3), goal (3)``.
 Distance: ``||ee_pos - goal||``; success below ``task.success_threshold`` (5 cm by default).
+Goals: achieved = ``ee_pos`` (observation elements 14-16 for 7 joints), desired = ``goal``
+(17-19); ``goal_dim`` 3.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ def reach_distance(ee_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
 
 class ReachTask(Task):
     name = "reach"
+    achieved_goal_names = concat_names(("ee", XYZ))
 
     def _observation_spec(self) -> BoxSpec:
         names, low, high = self._robot_bounds()
@@ -32,5 +35,10 @@ class ReachTask(Task):
     def observation(self, s: TaskSnapshot) -> np.ndarray:
         return np.concatenate([s.q, s.dq, s.ee_pos, s.goal]).astype(np.float32)
 
-    def distance(self, s: TaskSnapshot) -> float:
-        return float(reach_distance(s.ee_pos, s.goal))
+    def achieved_goal(self, s: TaskSnapshot) -> np.ndarray:
+        """The end-effector position ``s.ee_pos`` (m), shape (3,)."""
+        return np.array(s.ee_pos, copy=True)
+
+    @staticmethod
+    def _goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+        return reach_distance(achieved_goal, desired_goal)
