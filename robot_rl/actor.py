@@ -40,15 +40,23 @@ from robot_rl.config import Config
 from robot_rl.tasks import TaskSnapshot, make_task
 
 
-def expected_policy_architecture(cfg: Config, obs_dim: int, act_dim: int) -> dict[str, Any]:
-    """The architecture dict a policy for this config has (what ``export_policy`` writes)."""
+def expected_policy_architecture(cfg: Config, obs_dim: int, act_dim: int,
+                                 observation: Any = None) -> dict[str, Any]:
+    """The architecture dict a policy for this config has (what ``export_policy`` writes for a
+    learner given the observation spec ``observation``, an
+    :class:`~robot_rl.specs.ObservationSpec`)."""
     from robot_rl.agents.config import learner_config
 
     lc = learner_config(cfg.agent, cfg.replay)
-    return {"kind": "gaussian" if lc.stochastic_actor else "deterministic",
+    arch = {"kind": "gaussian" if lc.stochastic_actor else "deterministic",
             "obs_dim": int(obs_dim), "act_dim": int(act_dim),
             "hidden": [int(h) for h in lc.hidden], "obs_normalization": lc.obs_normalization,
             "obs_clip": lc.obs_clip}
+    if observation is not None:
+        from robot_rl.agents.base import observation_architecture
+
+        arch.update(observation_architecture(observation))
+    return arch
 
 
 def action_limit_mismatch(cfg: Config) -> str | None:
@@ -303,7 +311,8 @@ class ActorCore:
         self.act_spec = self.mapper.spec
         self.low = self.act_spec.low.astype(np.float32)
         self.high = self.act_spec.high.astype(np.float32)
-        self.architecture = expected_policy_architecture(cfg, self.obs_spec.dim, self.act_spec.dim)
+        self.architecture = expected_policy_architecture(cfg, self.obs_spec.dim, self.act_spec.dim,
+                                                         self.task.obs_spec)
         from robot_rl.agents.config import config_hash
 
         self.config_hash = config_hash(self.architecture)

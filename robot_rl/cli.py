@@ -164,6 +164,9 @@ def cmd_replay_info(args: argparse.Namespace) -> int:
           f"truncated {info['episode_ends']['truncated']}); robots: "
           + (", ".join(f"{k}: {v} rows" for k, v in info["robots"].items()) or "none"))
     print(f"  observation: {info['observation']['dim']} ({', '.join(info['observation']['names'])})")
+    if info["observation"].get("fields"):
+        print(f"  observation fields: {', '.join(info['observation']['fields'])} "
+              f"(spec {info['observation']['hash']})")
     print(f"  action: {info['action']['dim']} ({', '.join(info['action']['names'])})")
     print(f"  chunks: {info['chunk_rows']} rows; allocated {info['allocated_rows']} rows; "
           f"size on disk {_human_bytes(info['size_on_disk_bytes'])}")

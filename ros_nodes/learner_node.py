@@ -177,7 +177,8 @@ class LearnerNode(Node):
             self.threads = set_torch_threads(agent.torch_threads or 1)
             self.device = resolve_device(agent.device)
             self.utd_meter = UtdMeter(agent.utd_ratio, p["utd_window_s"])
-            self.obs_spec = make_task(cfg.task, cfg.robot).observation_spec
+            self.obs_fields = make_task(cfg.task, cfg.robot).obs_spec
+            self.obs_spec = self.obs_fields.flat
             self.act_spec = ActionMapper(cfg.task, cfg.robot).spec
         except ValueError as e:
             raise ConfigError(str(e)) from None
@@ -185,7 +186,8 @@ class LearnerNode(Node):
         self.learner = Learner(self.lcfg, self.obs_spec.dim, self.act_spec.dim,
                                action_low=self.act_spec.low.astype(np.float32),
                                action_high=self.act_spec.high.astype(np.float32),
-                               device=self.device, seed=cfg.run.seed)
+                               device=self.device, seed=cfg.run.seed,
+                               observation=self.obs_fields)
         #: what export_policy puts in its metadata, and what actors check (load_policy)
         self.config_hash = config_hash(policy_architecture(self.learner))
 
@@ -368,7 +370,8 @@ class LearnerNode(Node):
                 self._waiting_logged = msg
             return False
         try:
-            mirror.reader.layout.check_matches(self.obs_spec, self.act_spec, str(self.store_path))
+            mirror.reader.layout.check_matches(self.obs_fields, self.act_spec,
+                                               str(self.store_path))
         except StoreError as e:
             raise ConfigError(f"task/robot: {e}") from None
         agent = self.cfg.agent

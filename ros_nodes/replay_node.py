@@ -245,7 +245,7 @@ class ReplayNode(Node):
             from robot_rl.actions import ActionMapper
             from robot_rl.tasks import make_task
 
-            obs_spec: BoxSpec = make_task(self.cfg.task, self.cfg.robot).observation_spec
+            obs_spec = make_task(self.cfg.task, self.cfg.robot).obs_spec
             act_spec: BoxSpec = ActionMapper(self.cfg.task, self.cfg.robot).spec
         except ValueError as e:
             raise ConfigError(f"task: {e}") from None

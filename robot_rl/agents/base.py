@@ -66,9 +66,16 @@ class LearnerBase:
 
     def __init__(self, config: LearnerConfig, obs_dim: int, act_dim: int, *,
                  action_low: Any = None, action_high: Any = None,
-                 device: str | torch.device = "cpu", seed: int = 0) -> None:
+                 device: str | torch.device = "cpu", seed: int = 0,
+                 observation: Any = None) -> None:
         if int(obs_dim) < 1 or int(act_dim) < 1:
             raise ValueError(f"obs_dim/act_dim: expected >= 1, got {obs_dim}/{act_dim}")
+        if observation is not None and observation.dim != int(obs_dim):
+            raise ValueError(f"observation spec: {observation.dim} elements "
+                             f"({', '.join(observation.keys)}), but obs_dim is {obs_dim}")
+        #: the observation's named fields (:class:`~robot_rl.specs.ObservationSpec`), part of
+        #: the architecture (checkpoint identity) when given
+        self.observation = observation
         self.config = cfg = config
         self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
         self.device = resolve_device(device)
@@ -146,7 +153,13 @@ class LearnerBase:
     # ------------------------------------------------------------------ identity
 
     def architecture(self) -> dict[str, Any]:
-        return self.config.architecture(self.obs_dim, self.act_dim)
+        """What fixes this learner's tensors (compared when a checkpoint loads): the config's
+        shapes and, when the learner was given one, the observation spec's field signature and
+        hash (a checkpoint of another observation layout is refused, naming the field)."""
+        arch = self.config.architecture(self.obs_dim, self.act_dim)
+        if self.observation is not None:
+            arch.update(observation_architecture(self.observation))
+        return arch
 
     # ------------------------------------------------------------------ acting
 
@@ -329,3 +342,9 @@ class LearnerBase:
             getattr(self, attr).set_state(tensors[f"rng.{name}"].clone())
         self.num_steps = int(meta["num_steps"])
         self.num_actor_updates = int(meta["num_actor_updates"])
+
+
+def observation_architecture(spec: Any) -> dict[str, Any]:
+    """The architecture entries of an :class:`~robot_rl.specs.ObservationSpec`: its fields'
+    ``key:shape:dtype:role`` signature and its hash."""
+    return {"observation": spec.signature(), "observation_hash": spec.hash}

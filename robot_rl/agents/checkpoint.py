@@ -75,11 +75,37 @@ def _sidecar(path: Path) -> Path:
     return path.with_suffix(".json")
 
 
-def architecture_difference(saved: dict[str, Any], mine: dict[str, Any]) -> list[str]:
-    """Lines ``field: checkpoint has X, this learner has Y`` for every differing field."""
+#: Architecture keys of the observation spec (:func:`robot_rl.agents.base.observation_architecture`):
+#: compared only when both sides have them -- checkpoints written before they were recorded, and
+#: learners built without a spec (a checkpoint's own evaluation), cannot say.
+OBSERVATION_KEYS = ("observation", "observation_hash")
+
+
+def architecture_difference(saved: dict[str, Any], mine: dict[str, Any], *,
+                            saved_spec: dict[str, Any] | None = None,
+                            my_spec: Any = None) -> list[str]:
+    """Lines ``field: checkpoint has X, this learner has Y`` for every differing field.
+
+    The observation spec is compared when both architectures record it; with both full specs
+    (``saved_spec``: the checkpoint's ``observation_spec`` meta, ``my_spec``: the learner's
+    :class:`~robot_rl.specs.ObservationSpec`) the line names the differing field.
+    """
     out = []
     for k in sorted(set(saved) | set(mine)):
+        if k in OBSERVATION_KEYS and (k not in saved or k not in mine):
+            continue
         if saved.get(k) != mine.get(k):
+            if k == "observation_hash" and saved_spec is not None and my_spec is not None:
+                from robot_rl.specs import ObservationSpec
+
+                try:
+                    why = ObservationSpec.from_dict(saved_spec).difference(
+                        my_spec, mine="the checkpoint", theirs="this learner")
+                except ValueError as e:
+                    why = f"the checkpoint's observation spec is unreadable ({e})"
+                out.append(f"{k}: checkpoint has {saved.get(k)!r}, this learner has "
+                           f"{mine.get(k)!r}: {why}")
+                continue
             out.append(f"{k}: checkpoint has {saved.get(k)!r}, this learner has {mine.get(k)!r}")
     return out
 
@@ -104,6 +130,8 @@ def save_checkpoint(path: str | Path, learner: Any, *, sampler: Any = None,
     meta = {
         "format": CHECKPOINT_FORMAT,
         "architecture": learner.architecture(),
+        "observation_spec": (None if getattr(learner, "observation", None) is None
+                             else learner.observation.to_dict()),
         "learner": learner.state_meta(),
         "sampler": sampler_meta,
         "extra": extra or {},
@@ -155,7 +183,9 @@ def load_checkpoint(path: str | Path, learner: Any, *, sampler: Any = None) -> d
     """Restore ``learner`` (and ``sampler``) from ``path``; return the meta (``meta["extra"]``
     holds the caller's state, ``meta["extra_tensors"]`` its tensors)."""
     tensors, meta = read_checkpoint(path)
-    diff = architecture_difference(meta["architecture"], learner.architecture())
+    diff = architecture_difference(meta["architecture"], learner.architecture(),
+                                   saved_spec=meta.get("observation_spec"),
+                                   my_spec=getattr(learner, "observation", None))
     if diff:
         raise CheckpointMismatchError(
             f"checkpoint {path} was written for another architecture:\n  " + "\n  ".join(diff))
@@ -183,11 +213,19 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
 
 
 def policy_architecture(learner: Any) -> dict[str, Any]:
+    """The exported policy's architecture: its shapes and, when the learner has one, the
+    observation spec's signature and hash (an actor refuses a policy of another observation
+    layout by its config hash)."""
     cfg = learner.config
-    return {"kind": "gaussian" if cfg.stochastic_actor else "deterministic",
+    arch = {"kind": "gaussian" if cfg.stochastic_actor else "deterministic",
             "obs_dim": learner.obs_dim, "act_dim": learner.act_dim,
             "hidden": [int(h) for h in cfg.hidden], "obs_normalization": cfg.obs_normalization,
             "obs_clip": cfg.obs_clip}
+    if getattr(learner, "observation", None) is not None:
+        from robot_rl.agents.base import observation_architecture
+
+        arch.update(observation_architecture(learner.observation))
+    return arch
 
 
 def export_policy(learner: Any, version: int = 0) -> bytes:

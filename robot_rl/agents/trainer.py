@@ -233,12 +233,12 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
     # run.train_through_safety: both act through the safety node's filter as the graph does
     env = PandaEnv(cfg, safety=run.train_through_safety)
     eval_env = PandaEnv(cfg, safety=run.train_through_safety)
-    obs_spec, act_spec = env.task.observation_spec, env.mapper.spec
+    obs_spec, act_spec = env.task.obs_spec, env.mapper.spec
     low = act_spec.low.astype(np.float32)
     high = act_spec.high.astype(np.float32)
     lcfg = learner_config(agent, cfg.replay)
     learner = Learner(lcfg, obs_spec.dim, act_spec.dim, action_low=low, action_high=high,
-                      device=device, seed=run.seed)
+                      device=device, seed=run.seed, observation=obs_spec)
     writer = ReplayWriter(store_path, obs_spec, act_spec, cfg.replay)
     try:
         demo_info = None
@@ -458,7 +458,12 @@ def load_for_eval(checkpoint: str | Path, overrides: tuple[str, ...] = ()) -> tu
     cfg = config_from_dict(raw, source=f"{checkpoint} + overrides")
     arch = meta["architecture"]
     lcfg = LearnerConfig.from_dict(meta["learner"]["config"])
-    learner = Learner(lcfg, arch["obs_dim"], arch["act_dim"], device="cpu")
+    from robot_rl.tasks import make_task
+
+    # the observation spec of the config (with the overrides): a checkpoint that recorded
+    # another one is refused, naming the field
+    learner = Learner(lcfg, arch["obs_dim"], arch["act_dim"], device="cpu",
+                      observation=make_task(cfg.task, cfg.robot).obs_spec)
     load_checkpoint(checkpoint, learner)
     return learner, cfg
 

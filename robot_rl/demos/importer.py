@@ -398,6 +398,7 @@ class _Context:
         self.kin = Kinematics.from_profile(cfg.robot)
         self.mapper = ActionMapper(cfg.task, cfg.robot, self.kin)
         self.obs_spec = self.task.observation_spec
+        self.obs_fields = self.task.obs_spec  # named fields: what the store records
         self.act_spec = self.mapper.spec
         self.hz = float(cfg.sim.control_hz)
         self.dt_ns = 1e9 / self.hz
@@ -682,7 +683,7 @@ def plan_import(bag_path: str | Path, cfg: Config, opts: ImportOptions = ImportO
         why = "; ".join(dropped) or "no episode in the bag"
         raise ValueError(f"bag {bag.path}: nothing to import ({why})")
     plan = ImportPlan(bag, session, opts.robot_id, ctx.hz, boundaries, episodes, dropped, notes,
-                      ctx.obs_spec, ctx.act_spec)
+                      ctx.obs_fields, ctx.act_spec)
     if store is not None:
         _check_store(plan, Path(store), ctx, opts)
     return plan
@@ -718,7 +719,7 @@ def _check_store(plan: ImportPlan, store: Path, ctx: _Context, opts: ImportOptio
     if not (store / "zarr.json").is_file():
         return  # created by the writer
     reader = ReplayReader(store)
-    reader.layout.check_matches(ctx.obs_spec, ctx.act_spec, str(store))
+    reader.layout.check_matches(ctx.obs_fields, ctx.act_spec, str(store))
     sessions = reader.commit().sessions
     prefix = plan.session >> _SETTINGS_BITS
     others = sorted(s for (r, s) in sessions

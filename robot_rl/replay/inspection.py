@@ -61,7 +61,13 @@ def store_info(path: str | Path) -> dict[str, Any]:
     return {
         "path": str(path),
         "schema_version": r.layout.schema_version,
-        "observation": {"dim": r.observation_spec.dim, "names": list(r.observation_spec.names)},
+        "observation": {"dim": r.observation_spec.dim, "names": list(r.observation_spec.names),
+                        # named fields (key:shape:dtype:role) and the spec's hash; None for a
+                        # store written before fields were recorded
+                        "fields": (None if r.observation_fields is None
+                                   else r.observation_fields.signature()),
+                        "hash": (None if r.observation_fields is None
+                                 else r.observation_fields.hash)},
         "action": {"dim": r.action_spec.dim, "names": list(r.action_spec.names)},
         "chunk_rows": r.chunk_rows,
         "policy_action": r.layout.policy_action,

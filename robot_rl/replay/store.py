@@ -78,7 +78,7 @@ from robot_rl.replay.schema import (
     schema_description,
     validate_columns,
 )
-from robot_rl.specs import BoxSpec
+from robot_rl.specs import BoxSpec, ObservationSpec
 
 MARKER_KEY = "commit/zarr.json"
 DATA_GROUP = "data"
@@ -181,6 +181,10 @@ class StoreLayout:
     #: what a policy row's action holds (``replay.policy_action``); stores written before the
     #: attribute existed hold the applied command
     policy_action: str = "applied"
+    #: the observation's named fields (:class:`~robot_rl.specs.ObservationSpec`: keys, roles,
+    #: identity hash); None in stores written before fields were recorded (their flat
+    #: observation spec is all they say)
+    observation_fields: ObservationSpec | None = None
 
     @classmethod
     def from_attrs(cls, attrs: Mapping[str, Any], where: str) -> StoreLayout:
@@ -210,8 +214,18 @@ class StoreLayout:
         if pa not in ("applied", "proposed"):
             raise StoreError(f"{where}: attribute policy_action is {pa!r}, expected 'applied' or "
                              "'proposed'")
+        fields = None
+        if d.get("observation_fields") is not None:
+            try:
+                fields = ObservationSpec.from_dict(d["observation_fields"])
+            except ValueError as e:
+                raise StoreError(f"{where}: attribute observation_fields is invalid ({e})") from None
+            why = describe_spec_difference(obs, fields.flat)
+            if why:
+                raise StoreError(f"{where}: attribute observation_fields disagrees with "
+                                 f"observation_spec ({why})")
         return cls(version, obs, act, int(d["chunk_rows"]), float(d.get("created_unix", 0.0)),
-                   pa)
+                   pa, fields)
 
     def to_attrs(self) -> dict[str, Any]:
         return {
@@ -223,14 +237,29 @@ class StoreLayout:
                 "chunk_rows": self.chunk_rows,
                 "created_unix": self.created_unix,
                 "policy_action": self.policy_action,
+                "observation_fields": (None if self.observation_fields is None
+                                       else self.observation_fields.to_dict()),
                 "writer": "robot_rl.replay",
             }
         }
 
-    def check_matches(self, observation_spec: BoxSpec, action_spec: BoxSpec, where: str) -> None:
-        """Refuse (``StoreError``) a store whose specs differ from the given ones."""
-        problems = [p for p in (describe_spec_difference(self.observation_spec, observation_spec),
-                                describe_spec_difference(self.action_spec, action_spec)) if p]
+    def check_matches(self, observation_spec: BoxSpec | ObservationSpec, action_spec: BoxSpec,
+                      where: str) -> None:
+        """Refuse (``StoreError``) a store whose specs differ from the given ones.
+
+        An :class:`~robot_rl.specs.ObservationSpec` is compared field by field with the store's
+        recorded fields (the message names the field); a store without recorded fields (written
+        before they were) is compared by its flat observation spec.
+        """
+        problems = []
+        if isinstance(observation_spec, ObservationSpec):
+            if self.observation_fields is not None:
+                problems.append(self.observation_fields.difference(
+                    observation_spec, mine="the store", theirs="the config"))
+            observation_spec = observation_spec.flat
+        problems += [describe_spec_difference(self.observation_spec, observation_spec),
+                     describe_spec_difference(self.action_spec, action_spec)]
+        problems = [p for p in problems if p]
         if problems:
             raise StoreError(f"{where} was created for another observation/action spec; refusing "
                              f"to mix rows: {'; '.join(problems)}. Use a new store (run name) "
@@ -282,6 +311,8 @@ class ReplayReader:
             raise StoreError(f"{self.path} is not a zarr group: {e}") from None
         self.layout = StoreLayout.from_attrs(self.group.attrs.asdict(), self.path)
         self.observation_spec = self.layout.observation_spec
+        #: the observation's named fields, or None for a store written before they were recorded
+        self.observation_fields = self.layout.observation_fields
         self.action_spec = self.layout.action_spec
         self.chunk_rows = self.layout.chunk_rows
         self._arrays: dict[str, zarr.Array] = {}
@@ -465,14 +496,17 @@ class ReplayWriter:
         clock: monotonic clock for :meth:`maybe_flush` (tests inject a fake one).
     """
 
-    def __init__(self, path: str | Path, observation_spec: BoxSpec, action_spec: BoxSpec,
-                 config: ReplayConfig | None = None, *,
+    def __init__(self, path: str | Path, observation_spec: BoxSpec | ObservationSpec,
+                 action_spec: BoxSpec, config: ReplayConfig | None = None, *,
                  clock: Callable[[], float] = time.monotonic,
                  adopt_policy_action: bool = False) -> None:
         self.path = Path(path)
         self._adopt_policy_action = adopt_policy_action
         self.config = config or ReplayConfig()
-        self.observation_spec = observation_spec
+        self.observation_fields = (observation_spec if isinstance(observation_spec,
+                                                                   ObservationSpec) else None)
+        self.observation_spec = (observation_spec.flat if self.observation_fields is not None
+                                 else observation_spec)
         self.action_spec = action_spec
         self._clock = clock
         self.stats = WriterStats()
@@ -510,7 +544,8 @@ class ReplayWriter:
             self._create(existing=True)
             group = zarr.open_group(self.store, mode="r+")
             layout = StoreLayout.from_attrs(group.attrs.asdict(), str(self.path))
-        layout.check_matches(self.observation_spec, self.action_spec, str(self.path))
+        layout.check_matches(self.observation_fields or self.observation_spec, self.action_spec,
+                             str(self.path))
         if layout.policy_action != cfg.policy_action and not self._adopt_policy_action:
             raise StoreError(
                 f"{self.path} stores the {layout.policy_action} action of policy rows "
@@ -558,7 +593,8 @@ class ReplayWriter:
 
     def _create(self, existing: bool = False) -> None:
         layout = StoreLayout(SCHEMA_VERSION, self.observation_spec, self.action_spec,
-                             int(self.config.chunk_rows), time.time(), self.config.policy_action)
+                             int(self.config.chunk_rows), time.time(), self.config.policy_action,
+                             self.observation_fields)
         group = zarr.create_group(store=self.store, attributes=layout.to_attrs(), overwrite=existing)
         data = group.create_group(DATA_GROUP, overwrite=existing)
         for c in COLUMNS:

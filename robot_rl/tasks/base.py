@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.config import RobotProfile, TaskConfig
-from robot_rl.specs import BoxSpec, concat_names
+from robot_rl.specs import BoxSpec, ObservationSpec, concat_names
 
 XYZ = ("x", "y", "z")
 QUAT = ("qx", "qy", "qz", "qw")
@@ -51,31 +51,32 @@ class TaskSnapshot:
 class Task(ABC):
     """A task's definition. Subclasses fix what is observed and what is rewarded.
 
-    A subclass names the observation elements that hold its achieved goal
-    (:attr:`achieved_goal_names`) and its desired goal (:attr:`desired_goal_names`), returns them
-    from a snapshot (:meth:`achieved_goal`, :meth:`desired_goal`) and defines the distance between
-    the two (:meth:`_goal_distance`); rewards and success follow from that distance alone.
+    A subclass defines its observation as named fields (:meth:`_obs_groups`: key, size, role --
+    :class:`~robot_rl.specs.ObservationSpec`), among them one ``achieved_goal`` and one
+    ``desired_goal`` field; returns the goals from a snapshot (:meth:`achieved_goal`,
+    :meth:`desired_goal`) and defines the distance between the two (:meth:`_goal_distance`);
+    rewards and success follow from that distance alone.
     """
 
     name: str = ""
     has_object: bool = False
-    #: observation elements that hold the achieved goal, in goal order (contiguous)
-    achieved_goal_names: tuple[str, ...] = ()
-    #: observation elements that hold the desired goal, in goal order (contiguous)
-    desired_goal_names: tuple[str, ...] = concat_names(("goal", XYZ))
 
     def __init__(self, config: TaskConfig, profile: RobotProfile):
         if config.name != self.name:
             raise ValueError(f"task.name is {config.name!r} but this is the {self.name!r} task")
         self.config = config
         self.profile = profile
-        self.observation_spec = self._observation_spec()
-        self._goal_slices = {
-            "achieved_goal": _contiguous_slice(self.observation_spec.names,
-                                               self.achieved_goal_names, "achieved_goal"),
-            "desired_goal": _contiguous_slice(self.observation_spec.names,
-                                              self.desired_goal_names, "desired_goal"),
-        }
+        #: the observation keyed by name (fields, roles, identity hash)
+        self.obs_spec = ObservationSpec.from_flat(self._observation_spec(), self._obs_groups())
+        #: the flat float32 observation vector: the vector fields in order
+        self.observation_spec = self.obs_spec.flat
+        self._goal_slices = {}
+        for role in ("achieved_goal", "desired_goal"):
+            fields = self.obs_spec.by_role(role)
+            if len(fields) != 1:
+                raise ValueError(f"{self.name}: the observation needs exactly one {role} field, "
+                                 f"has {[f.key for f in fields]}")
+            self._goal_slices[role] = self.obs_spec.slices[fields[0].key]
 
     @property
     def goal_slices(self) -> dict[str, slice]:
@@ -92,7 +93,7 @@ class Task(ABC):
     @property
     def goal_dim(self) -> int:
         """Length of an achieved or desired goal (3 for reach and push: x, y, z in metres)."""
-        return len(self.desired_goal_names)
+        return self.obs_spec.by_role("desired_goal")[0].size
 
     # -- specs ------------------------------------------------------------------------------
 
@@ -107,7 +108,15 @@ class Task(ABC):
         return names, low, high
 
     @abstractmethod
-    def _observation_spec(self) -> BoxSpec: ...
+    def _observation_spec(self) -> BoxSpec:
+        """The flat observation: element names and bounds, in field order."""
+
+    def _obs_groups(self) -> list[tuple[str, int, str]]:
+        """The observation's fields in order: ``(key, size, role)``, cutting
+        :meth:`_observation_spec` into named parts. The robot's own: joint positions ``q``,
+        velocities ``dq`` (proprio) and the end-effector position ``ee_pos``."""
+        n = self.profile.n_joints
+        return [("q", n, "proprio"), ("dq", n, "proprio"), ("ee_pos", 3, "proprio")]
 
     # -- episode set-up --------------------------------------------------------------------
 
@@ -260,15 +269,3 @@ class Task(ABC):
             f"success<{c.success_threshold:g}m goal_box={list(box.low)}..{list(box.high)} "
             f"action_mode={c.action_mode}"
         )
-
-
-def _contiguous_slice(names: tuple[str, ...], wanted: tuple[str, ...], what: str) -> slice:
-    """The slice of ``names`` that is exactly ``wanted``, in order (a task definition error
-    otherwise)."""
-    if not wanted or wanted[0] not in names:
-        raise ValueError(f"{what}: the observation has no elements {wanted}")
-    i = names.index(wanted[0])
-    sl = slice(i, i + len(wanted))
-    if names[sl] != wanted:
-        raise ValueError(f"{what}: {wanted} are not contiguous in the observation {names}")
-    return sl

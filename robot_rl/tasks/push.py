@@ -24,7 +24,6 @@ def push_distance(object_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
 class PushTask(Task):
     name = "push"
     has_object = True
-    achieved_goal_names = concat_names(("obj", XYZ))
 
     def _observation_spec(self) -> BoxSpec:
         names, low, high = self._robot_bounds()
@@ -35,6 +34,10 @@ class PushTask(Task):
             np.concatenate([low, [-2.0] * 3, [-1.0] * 4, [-2.0] * 3]),
             np.concatenate([high, [2.0] * 3, [1.0] * 4, [2.0] * 3]),
         )
+
+    def _obs_groups(self) -> list[tuple[str, int, str]]:
+        return super()._obs_groups() + [("object_pos", 3, "achieved_goal"),
+                                         ("object_quat", 4, "task"), ("goal", 3, "desired_goal")]
 
     def _on_table(self, xy: np.ndarray) -> np.ndarray:
         return np.array([xy[0], xy[1], self.config.object_size / 2.0])

@@ -20,7 +20,6 @@ def reach_distance(ee_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
 
 class ReachTask(Task):
     name = "reach"
-    achieved_goal_names = concat_names(("ee", XYZ))
 
     def _observation_spec(self) -> BoxSpec:
         names, low, high = self._robot_bounds()
@@ -31,6 +30,11 @@ class ReachTask(Task):
             np.concatenate([low, [-2.0] * 3]),
             np.concatenate([high, [2.0] * 3]),
         )
+
+    def _obs_groups(self) -> list[tuple[str, int, str]]:
+        n = self.profile.n_joints
+        return [("q", n, "proprio"), ("dq", n, "proprio"), ("ee_pos", 3, "achieved_goal"),
+                ("goal", 3, "desired_goal")]
 
     def observation(self, s: TaskSnapshot) -> np.ndarray:
         return np.concatenate([s.q, s.dq, s.ee_pos, s.goal]).astype(np.float32)

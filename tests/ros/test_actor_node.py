@@ -103,11 +103,16 @@ def _policy_blob(cfg_path: Path, version: int, hidden=(16, 16), seed=0) -> tuple
     cfg = load_config(cfg_path)
     cfg = cfg.model_copy(update={"agent": cfg.agent.model_copy(update={"hidden": tuple(hidden)})})
     lc = learner_config(cfg.agent, cfg.replay)
+    from robot_rl.tasks import make_task
+
+    spec = make_task(cfg.task, cfg.robot).obs_spec  # the actor's: part of the policy's identity
     learner = Learner(lc, 20, 3, action_low=-np.ones(3, np.float32),
-                      action_high=np.ones(3, np.float32), device=torch.device("cpu"), seed=seed)
+                      action_high=np.ones(3, np.float32), device=torch.device("cpu"), seed=seed,
+                      observation=spec)
     from robot_rl.agents.config import config_hash
 
-    return export_policy(learner, version), config_hash(expected_policy_architecture(cfg, 20, 3))
+    return export_policy(learner, version), config_hash(expected_policy_architecture(cfg, 20, 3,
+                                                                                     spec))
 
 
 def test_lockstep_transitions_and_policy_swaps(ros_process, probe, tmp_path):

@@ -132,7 +132,8 @@ def test_policy_swap_refuses_wrong_architecture_garbage_and_old_versions():
     core = ActorCore(cfg, 0, 99, seed=0)
     lc = learner_config(cfg.agent, cfg.replay)
     learner = Learner(lc, 20, 3, action_low=-np.ones(3, np.float32),
-                      action_high=np.ones(3, np.float32), device=torch.device("cpu"), seed=0)
+                      action_high=np.ones(3, np.float32), device=torch.device("cpu"), seed=0,
+                      observation=core.task.obs_spec)
     blob = export_policy(learner, version=3)
     from robot_rl.agents.checkpoint import _safetensors_metadata
 

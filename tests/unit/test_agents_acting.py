@@ -146,7 +146,7 @@ def test_trainer_and_actor_core_choose_actions_the_same_way(algo):
                             "agent": {"algo": algo, "hidden": [16, 16]}})
     core = ActorCore(cfg, robot_id=0, session=77, seed=21)
     lrn = Learner(learner_config(cfg.agent, cfg.replay), 20, 3, action_low=core.low,
-                  action_high=core.high, seed=0)
+                  action_high=core.high, seed=0, observation=core.task.obs_spec)
     trainer = BehaviourPolicy(cfg.agent, core.low, core.high, seed=21, warmup=4)
     policy = LearnerPolicy(lrn)
     obs = np.random.default_rng(2).uniform(-1, 1, (12, 20)).astype(np.float32)
