@@ -13,6 +13,11 @@ Prints one JSON object on stdout; everything is measured in the same run, on the
   the store used below: ``--rows`` rows (20-d observation, 7-d action, float32), every 20th batch
   a demo batch (5% demo rows). ``transitions_per_cpu_s`` divides by this process's CPU time
   instead (less disturbed by other load; it leaves out the time spent waiting for fsync).
+* **layout** -- the cost of schema 2's one array per observation field: 64-row ingest into a
+  store whose 20-d observation is cut into reach's fields (q 7, dq 7, ee_pos 3, goal 3: 21 arrays)
+  against the same rows with the flat observation array (15 arrays, as schema 1 had), fsync on
+  and off, alternating per repetition; ``ratio_fields_to_flat`` (median) < 1 means slower. The
+  stores above are cut into these fields too.
 * **load** -- in a fresh process: reopening the store and mirroring every committed row into
   RAM (``ReplayMirror.refresh``, capacity = all rows; includes linking episodes), the resulting
   peak RSS growth per million rows, and reopening it as the writer (dedup state rebuilt from the
@@ -85,12 +90,27 @@ def make_rows(n: int) -> dict[str, np.ndarray]:
 # -------------------------------------------------------------------------- ingest
 
 
-def ingest(path: Path, rows: dict[str, np.ndarray], per_call: int, fsync: bool) -> dict[str, Any]:
-    from robot_rl.config import ReplayConfig
-    from robot_rl.replay import ReplayWriter
+#: The observation's fields in the store (reach's layout: schema 2 keeps one array per field).
+FIELDS = [("q", 7, "proprio"), ("dq", 7, "proprio"), ("ee_pos", 3, "achieved_goal"),
+          ("goal", 3, "desired_goal")]
+
+
+def specs(layout: str = "fields"):
+    """``(observation, action)`` specs: the observation cut into :data:`FIELDS` (``fields``: one
+    array per field on disk) or one flat vector (``flat``: one array, as schema 1 had)."""
     from robot_rl.replay.synthetic import make_specs
+    from robot_rl.specs import ObservationSpec
 
     obs, act = make_specs(OBS_DIM, ACT_DIM)
+    return (ObservationSpec.from_flat(obs, FIELDS) if layout == "fields" else obs), act
+
+
+def ingest(path: Path, rows: dict[str, np.ndarray], per_call: int, fsync: bool,
+           layout: str = "fields") -> dict[str, Any]:
+    from robot_rl.config import ReplayConfig
+    from robot_rl.replay import ReplayWriter
+
+    obs, act = specs(layout)
     n = len(rows["seq"])
     w = ReplayWriter(path, obs, act, ReplayConfig(fsync=fsync))
     if per_call == 1:
@@ -126,9 +146,28 @@ def ingest(path: Path, rows: dict[str, np.ndarray], per_call: int, fsync: bool) 
     w.close()
     if stats.accepted != n or stats.rejected_total or stats.duplicates:
         raise RuntimeError(f"ingest stored {stats.accepted} of {n} rows ({stats})")
-    return {"transitions_per_call": per_call, "fsync": fsync, "rows": n, "seconds": round(dt, 3),
-            "transitions_per_s": round(n / dt), "transitions_per_cpu_s": round(n / max(cpu, 1e-9)),
-            "commits": stats.commits}
+    return {"transitions_per_call": per_call, "fsync": fsync, "layout": layout, "rows": n,
+            "seconds": round(dt, 3), "transitions_per_s": round(n / dt),
+            "transitions_per_cpu_s": round(n / max(cpu, 1e-9)), "commits": stats.commits}
+
+
+def layout_cost(d: Path, rows: dict[str, np.ndarray], reps: int) -> dict[str, Any]:
+    """Ingest (64 rows per call, fsync on and off) into a store with one array per observation
+    field against one with the flat observation array, alternating per repetition: the ratio
+    fields / flat of transitions/s, median over ``reps``."""
+    out: dict[str, Any] = {"fields": [f"{k}:{n}" for k, n, _ in FIELDS], "rows": len(rows["seq"])}
+    for fsync in (False, True):
+        ratios, cpu_ratios = [], []
+        for i in range(reps):
+            a = ingest(d / f"flat_{fsync}_{i}.zarr", rows, 64, fsync, "flat")
+            b = ingest(d / f"fields_{fsync}_{i}.zarr", rows, 64, fsync, "fields")
+            ratios.append(b["transitions_per_s"] / a["transitions_per_s"])
+            cpu_ratios.append(b["transitions_per_cpu_s"] / a["transitions_per_cpu_s"])
+        out["fsync" if fsync else "nofsync"] = {
+            "ratio_fields_to_flat": round(statistics.median(ratios), 3),
+            "ratio_fields_to_flat_cpu_time": round(statistics.median(cpu_ratios), 3),
+            "ratios": [round(r, 3) for r in ratios]}
+    return out
 
 
 # -------------------------------------------------------------------------- load (subprocess)
@@ -316,6 +355,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ingest(d / "batch_nofsync.zarr", {k: v[:n_single] for k, v in rows.items()}, 64, False),
             ingest(d / "store.zarr", rows, 64, True),
         ]
+        result["layout"] = layout_cost(d, {k: v[:n_single] for k, v in rows.items()},
+                                       reps=3 if args.quick else 5)
         del rows, single
         result["load"] = load(d / "store.zarr")
         result["sample"] = sampling(d / "store.zarr", args.reps, args.iters)

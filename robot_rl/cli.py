@@ -191,6 +191,24 @@ def cmd_replay_verify(args: argparse.Namespace) -> int:
     return 0 if res.ok else 1
 
 
+def cmd_replay_migrate(args: argparse.Namespace) -> int:
+    from robot_rl.replay.migrate import migrate_store
+    from robot_rl.tasks import make_task
+
+    cfg = _config(args)
+    spec = make_task(cfg.task, cfg.robot).obs_spec
+    from robot_rl.replay import StoreLockedError
+
+    try:
+        res = migrate_store(args.path, spec, log=(lambda _s: None) if args.json else print)
+    except StoreLockedError as e:
+        print(f"robot-rl: error: {e}; stop the replay node (or the run) first", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(res))
+    return 0
+
+
 # --------------------------------------------------------------------------- demos
 
 
@@ -518,6 +536,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH", help="store directory or fsspec URL")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_replay_verify)
+    p = rep_sub.add_parser(
+        "migrate", help="convert a store of an earlier layout (schema 1) to the current one",
+        description="Convert a replay store written before observations were stored per field "
+        "(schema 1: one flat observation array; it opens read-only) to schema 2 (one array per "
+        "observation field, the fields recorded). The config names the task whose fields cut "
+        "the store's observation (default: the default config's task; --config or "
+        "task.name=push for another). Every row is copied into a new store beside it, read back "
+        "and compared bit for bit before the two are swapped; the original is kept as "
+        "PATH.v1. Needs the writer lock: stop the replay node first. Exit 2 with a message if "
+        "anything does not match; the original is then unchanged.")
+    p.add_argument("path", metavar="PATH", help="local store directory")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_replay_migrate)
 
     p = sub.add_parser(
         "train", help="train an agent in the gym env (in-process): replay store, learner, evals",

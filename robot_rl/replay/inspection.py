@@ -11,7 +11,7 @@ import numpy as np
 
 from robot_rl.replay.durable import TEMP_RE
 from robot_rl.replay.lock import describe_holder, is_locked
-from robot_rl.replay.schema import COLUMN_BY_NAME, COLUMN_NAMES, KEEP_FOREVER_SOURCES, Source
+from robot_rl.replay.schema import COLUMN_BY_NAME, KEEP_FOREVER_SOURCES, Source
 from robot_rl.replay.store import DATA_GROUP, ReplayReader, StoreError, lock_path
 
 _BLOCK = 1 << 18  # rows per pass when scanning a store
@@ -130,15 +130,15 @@ def verify(path: str | Path) -> VerifyResult:
     layout = r.layout
     R = r.chunk_rows
     r._open_arrays()
-    for name in COLUMN_NAMES:
-        arr = r._arrays[name]
-        col = COLUMN_BY_NAME[name]
-        want_shape = layout.shape(name)
+    for p in layout.parts:
+        arr = r._arrays[p.path]
+        col = COLUMN_BY_NAME[p.column]
+        name = p.column if p.path == p.column else f"{p.column} ({DATA_GROUP}/{p.path})"
         if arr.dtype != col.dtype:
             res.problems.append(f"column {name}: dtype {arr.dtype}, the schema says {col.dtype}")
-        if tuple(arr.shape[1:]) != want_shape:
+        if tuple(arr.shape[1:]) != p.shape:
             res.problems.append(f"column {name}: row shape {tuple(arr.shape[1:])}, the spec says "
-                                f"{want_shape}")
+                                f"{p.shape}")
         if arr.shape[0] < n:
             res.problems.append(f"column {name}: {arr.shape[0]} rows allocated, but the commit "
                                 f"marker says {n} rows are committed")
@@ -148,12 +148,13 @@ def verify(path: str | Path) -> VerifyResult:
     if res.problems:
         return res
     if local is not None:
-        for name in COLUMN_NAMES:
-            arr = r._arrays[name]
-            size = R * arr.dtype.itemsize * int(np.prod(layout.shape(name), dtype=np.int64))
+        for p in layout.parts:
+            arr = r._arrays[p.path]
+            name = p.column if p.path == p.column else f"{p.column} ({DATA_GROUP}/{p.path})"
+            size = R * arr.dtype.itemsize * int(np.prod(p.shape, dtype=np.int64))
             for c in range(-(-n // R)):
                 key = arr.metadata.encode_chunk_key((c,) + (0,) * (arr.ndim - 1))
-                f = local / DATA_GROUP / name / key
+                f = local / DATA_GROUP / p.path / key
                 try:
                     got = f.stat().st_size
                 except FileNotFoundError:

@@ -39,8 +39,12 @@ import numpy as np
 
 from robot_rl.specs import BoxSpec
 
-#: Version of the column layout; stored in the attributes, a store with another is refused.
-SCHEMA_VERSION = 1
+#: Version of the store layout, stored in the attributes. 2: each observation field is its own
+#: array (``data/obs/<key>``, ``data/next_obs/<key>``); 1: the observation is one flat array
+#: (``data/observation``) -- read, never written (``robot-rl replay migrate`` converts it).
+SCHEMA_VERSION = 2
+#: The layout versions a reader opens.
+READABLE_SCHEMA_VERSIONS = (1, 2)
 
 #: Attribute key under which the store keeps its description in the zarr group attributes.
 ATTRS_KEY = "robot_rl_replay"

@@ -4,10 +4,20 @@ Layout (``runs/<name>/replay.zarr``; DESIGN §4)::
 
     replay.zarr/
       zarr.json                 group; attributes["robot_rl_replay"] = schema version, column
-                                layout, observation/action spec (BoxSpec.to_dict), chunk_rows
+                                layout, observation/action spec (BoxSpec.to_dict), the
+                                observation's named fields (ObservationSpec.to_dict), the
+                                array list, chunk_rows, policy_action
       data/<column>/            one zarr array per Transition field, time on axis 0,
         zarr.json               shape (rows allocated, [dim]), chunks (chunk_rows, [dim]),
         c.<i>[.0]               raw little-endian bytes (no compression), "." chunk keys
+      data/obs/<key>/           schema 2: the observation, one array per observation field
+      data/next_obs/<key>/      (key "observation" for a store created without named fields)
+
+Schema 1 (before issue 17) kept the observation as one flat array, ``data/observation`` (and
+``data/next_observation``); such a store opens read-only (:class:`ReplayReader`), and the
+writer refuses it naming ``robot-rl replay migrate`` (:mod:`robot_rl.replay.migrate`). Readers
+and writers assemble the flat ``observation`` column from the field arrays, so everything above
+the store (mirror, sampler, learner) sees the same columns as before.
       commit/zarr.json          the commit marker: a zarr group whose attributes say how many
                                 rows are committed ({"length": N, "commit": k, "sessions": ...})
     replay.zarr.lock            the single-writer lock (beside the store, see lock.py)
@@ -49,6 +59,7 @@ Validation (:mod:`robot_rl.replay.schema`): bad rows are refused, counted by rea
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import operator
 import time
@@ -71,6 +82,7 @@ from robot_rl.replay.schema import (
     COLUMN_BY_NAME,
     COLUMN_NAMES,
     COLUMNS,
+    READABLE_SCHEMA_VERSIONS,
     SCHEMA_VERSION,
     check_column_names,
     column_shape,
@@ -196,9 +208,9 @@ class StoreLayout:
             version = int(d["schema_version"])
         except (KeyError, TypeError, ValueError):
             raise StoreError(f"{where}: replay attributes have no schema_version") from None
-        if version != SCHEMA_VERSION:
-            raise StoreError(f"{where}: schema version {version}, this robot_rl reads version "
-                             f"{SCHEMA_VERSION} only")
+        if version not in READABLE_SCHEMA_VERSIONS:
+            raise StoreError(f"{where}: schema version {version}, this robot_rl reads versions "
+                             f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))} only")
         try:
             obs = BoxSpec.from_dict(d["observation_spec"])
             act = BoxSpec.from_dict(d["action_spec"])
@@ -239,6 +251,7 @@ class StoreLayout:
                 "policy_action": self.policy_action,
                 "observation_fields": (None if self.observation_fields is None
                                        else self.observation_fields.to_dict()),
+                "arrays": [f"{DATA_GROUP}/{p.path}" for p in self.parts],
                 "writer": "robot_rl.replay",
             }
         }
@@ -267,6 +280,44 @@ class StoreLayout:
 
     def shape(self, name: str) -> tuple[int, ...]:
         return column_shape(COLUMN_BY_NAME[name], self.observation_spec.dim, self.action_spec.dim)
+
+    @functools.cached_property
+    def parts(self) -> tuple[ArrayPart, ...]:
+        """The arrays under ``data/`` and the column (elements) each holds.
+
+        Schema 2: every column is one array, except the observations: one array per observation
+        field, ``obs/<key>`` and ``next_obs/<key>`` (``obs/observation`` for a store created
+        without named fields). Schema 1: one array per column.
+        """
+        out = []
+        for c in COLUMNS:
+            group = OBS_ARRAY_GROUPS.get(c.name)
+            if group is None or self.schema_version == 1:
+                out.append(ArrayPart(c.name, c.name, None, self.shape(c.name)))
+            elif self.observation_fields is None:
+                out.append(ArrayPart(f"{group}/observation", c.name, None, self.shape(c.name)))
+            else:
+                for key, sl in self.observation_fields.slices.items():
+                    out.append(ArrayPart(f"{group}/{key}", c.name, sl, (sl.stop - sl.start,)))
+        return tuple(out)
+
+    def parts_of(self, columns: tuple[str, ...] | list[str]) -> list[ArrayPart]:
+        want = set(columns)
+        return [p for p in self.parts if p.column in want]
+
+
+class ArrayPart(NamedTuple):
+    """One array of the store: ``data/<path>``, holding ``column`` (its elements ``cols``, or
+    all of them) with rows of ``shape``."""
+
+    path: str
+    column: str
+    cols: slice | None
+    shape: tuple[int, ...]
+
+
+#: Schema 2: the groups under ``data/`` that hold one array per observation field.
+OBS_ARRAY_GROUPS = {"observation": "obs", "next_observation": "next_obs"}
 
 
 def _plain_bytes_codec(arr: zarr.Array) -> bool:
@@ -321,7 +372,7 @@ class ReplayReader:
     def _open_arrays(self) -> None:
         try:
             data = self.group[DATA_GROUP]
-            self._arrays = {name: data[name] for name in COLUMN_NAMES}
+            self._arrays = {p.path: data[p.path] for p in self.layout.parts}
         except KeyError as e:
             raise StoreError(f"{self.path}: column array missing ({e})") from None
         self._plain = {n: _plain_bytes_codec(a) for n, a in self._arrays.items()}
@@ -350,9 +401,13 @@ class ReplayReader:
         return self.commit().length
 
     def allocated_rows(self) -> dict[str, int]:
-        """Rows allocated per column array (re-read from the array metadata)."""
+        """Rows allocated per column (re-read from the arrays' metadata)."""
         self._open_arrays()
-        return {n: int(a.shape[0]) for n, a in self._arrays.items()}
+        out: dict[str, int] = {}
+        for p in self.layout.parts:  # a column split into arrays: the shortest of them
+            n = int(self._arrays[p.path].shape[0])
+            out[p.column] = min(out.get(p.column, n), n)
+        return out
 
     def read(self, start: int, stop: int, columns: tuple[str, ...] | None = None,
              out: Mapping[str, np.ndarray] | None = None, *, length: int | None = None
@@ -376,33 +431,36 @@ class ReplayReader:
             res[name] = dst
         if n == 0:
             return res
-        if any(self._arrays[nm].shape[0] < stop for nm in names):
+        parts = self.layout.parts_of(names)
+        if any(self._arrays[p.path].shape[0] < stop for p in parts):
             self._open_arrays()  # the writer grew the arrays since we opened them
         R = self.chunk_rows
         c0, c1 = start // R, (stop - 1) // R
-        keys: list[tuple[str, int, str]] = []
-        for name in names:
-            arr = self._arrays[name]
-            if not self._plain[name] or arr.chunks[0] != R:
-                res[name][...] = arr[start:stop]  # not our layout (re-encoded copy): zarr decodes
+        keys: list[tuple[ArrayPart, np.ndarray, int, str]] = []
+        for p in parts:
+            arr = self._arrays[p.path]
+            dst = res[p.column] if p.cols is None else res[p.column][:, p.cols]  # a view
+            if not self._plain[p.path] or arr.chunks[0] != R:
+                dst[...] = arr[start:stop]  # not our layout (re-encoded copy): zarr decodes
                 continue
             for c in range(c0, c1 + 1):
                 idx = (c,) + (0,) * (arr.ndim - 1)
-                keys.append((name, c, f"{DATA_GROUP}/{name}/{arr.metadata.encode_chunk_key(idx)}"))
-        blobs = self._get_many([k for _, _, k in keys])
-        for (name, c, key), raw in zip(keys, blobs):
-            col = COLUMN_BY_NAME[name]
-            shape = self.layout.shape(name)
+                keys.append((p, dst, c,
+                             f"{DATA_GROUP}/{p.path}/{arr.metadata.encode_chunk_key(idx)}"))
+        blobs = self._get_many([k for *_, k in keys])
+        for (p, dst, c, key), raw in zip(keys, blobs):
+            col = COLUMN_BY_NAME[p.column]
             lo, hi = max(start, c * R), min(stop, (c + 1) * R)
             if raw is None:
-                res[name][lo - start:hi - start] = 0  # an unwritten chunk reads as fill (0)
+                dst[lo - start:hi - start] = 0  # an unwritten chunk reads as fill (0)
                 continue
             chunk = np.frombuffer(raw, dtype=col.dtype)
-            if chunk.size != R * int(np.prod(shape, dtype=np.int64)):
+            size = int(np.prod(p.shape, dtype=np.int64))
+            if chunk.size != R * size:
                 raise StoreError(f"{self.path}: chunk {key} has {len(raw)} bytes, expected "
-                                 f"{R * col.dtype.itemsize * int(np.prod(shape, dtype=np.int64))}")
-            chunk = chunk.reshape((R, *shape))
-            res[name][lo - start:hi - start] = chunk[lo - c * R:hi - c * R]
+                                 f"{R * col.dtype.itemsize * size}")
+            chunk = chunk.reshape((R, *p.shape))
+            dst[lo - start:hi - start] = chunk[lo - c * R:hi - c * R]
         return res
 
     def _get_many(self, keys: list[str]) -> list[bytes | None]:
@@ -544,6 +602,13 @@ class ReplayWriter:
             self._create(existing=True)
             group = zarr.open_group(self.store, mode="r+")
             layout = StoreLayout.from_attrs(group.attrs.asdict(), str(self.path))
+        if layout.schema_version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} was written by an earlier robot_rl (replay schema version "
+                f"{layout.schema_version}: the observation in one array); it opens read-only "
+                "(robot-rl replay info / verify, a learner reading it), but nothing is appended "
+                f"to it. Convert it with `robot-rl replay migrate {self.path}` (the original is "
+                "kept beside it), or use a new store (run name)")
         layout.check_matches(self.observation_fields or self.observation_spec, self.action_spec,
                              str(self.path))
         if layout.policy_action != cfg.policy_action and not self._adopt_policy_action:
@@ -556,7 +621,10 @@ class ReplayWriter:
         self.R = layout.chunk_rows
         self._obs_dim, self._act_dim = self.observation_spec.dim, self.action_spec.dim
         data = group[DATA_GROUP]
-        self._arrays = {name: data[name] for name in COLUMN_NAMES}
+        try:
+            self._arrays = {p.path: data[p.path] for p in layout.parts}
+        except KeyError as e:
+            raise StoreError(f"{self.path}: column array missing ({e})") from None
         for name, arr in self._arrays.items():
             if not _plain_bytes_codec(arr) or arr.chunks[0] != self.R:
                 raise StoreError(f"{self.path}: column {name!r} is not stored as raw "
@@ -597,10 +665,12 @@ class ReplayWriter:
                              self.observation_fields)
         group = zarr.create_group(store=self.store, attributes=layout.to_attrs(), overwrite=existing)
         data = group.create_group(DATA_GROUP, overwrite=existing)
-        for c in COLUMNS:
-            shape = column_shape(c, self.observation_spec.dim, self.action_spec.dim)
-            data.create_array(
-                c.name, shape=(0, *shape), chunks=(layout.chunk_rows, *shape), dtype=c.dtype,
+        subgroups = {g: data.create_group(g, overwrite=existing) for g in OBS_ARRAY_GROUPS.values()}
+        for p in layout.parts:
+            c = COLUMN_BY_NAME[p.column]
+            parent, _, name = p.path.rpartition("/")
+            (subgroups[parent] if parent else data).create_array(
+                name, shape=(0, *p.shape), chunks=(layout.chunk_rows, *p.shape), dtype=c.dtype,
                 fill_value=False if c.dtype.kind == "b" else 0, compressors=None, filters=None,
                 chunk_key_encoding={"name": "default", "separator": "."},
                 config={"write_empty_chunks": True}, overwrite=existing,
@@ -957,10 +1027,14 @@ class ReplayWriter:
             items = []
             for c in group:
                 lo = c * R - self._buf_start
-                for name, arr in self._arrays.items():
+                for p in self.layout.parts:
+                    arr = self._arrays[p.path]
+                    rows = self._buf[p.column][lo:lo + R]
+                    if p.cols is not None:
+                        rows = np.ascontiguousarray(rows[:, p.cols])
                     idx = (c,) + (0,) * (arr.ndim - 1)
-                    items.append((f"{DATA_GROUP}/{name}/{arr.metadata.encode_chunk_key(idx)}",
-                                  self._buf[name][lo:lo + R]))
+                    items.append((f"{DATA_GROUP}/{p.path}/{arr.metadata.encode_chunk_key(idx)}",
+                                  rows))
             self.store.put_many(items)
         self.store.sync_dirs()
 

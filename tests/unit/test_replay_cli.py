@@ -68,7 +68,7 @@ def test_verify_finds_duplicate_keys_and_bad_values(store, capsys):
     a = np.frombuffer(seq.read_bytes(), "<u8").copy()
     a[3] = a[2]
     seq.write_bytes(a.tobytes())
-    obs = store / "data" / "observation" / "c.0.0"
+    obs = store / "data" / "obs" / "observation" / "c.0.0"
     o = np.frombuffer(obs.read_bytes(), "<f4").copy()
     o[5] = np.nan
     obs.write_bytes(o.tobytes())

@@ -390,7 +390,7 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path):
     meta = json.loads((p / "zarr.json").read_text())
     meta["attributes"]["robot_rl_replay"]["schema_version"] = 99
     (p / "zarr.json").write_text(json.dumps(meta))
-    with pytest.raises(StoreError, match="schema version 99, this robot_rl reads version 1 only"):
+    with pytest.raises(StoreError, match="schema version 99, this robot_rl reads versions 1, 2 only"):
         ReplayReader(p)
     with pytest.raises(StoreError, match="schema version 99"):
         writer(p)
@@ -430,7 +430,7 @@ def test_writer_sweeps_temp_files_of_a_killed_writer(tmp_path):
     p = tmp_path / "w.zarr"
     with writer(p) as w:
         w.append_batch(rows(range(3)))
-    torn = p / "data" / "observation" / (".c.0.0." + "0f" * 16 + ".tmp")
+    torn = p / "data" / "obs" / "observation" / (".c.0.0." + "0f" * 16 + ".tmp")
     torn.write_bytes(b"x" * 7)
     with writer(p) as w:
         assert w.swept == [torn]
