@@ -19,12 +19,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from robot_rl.config import RobotProfile, TaskConfig
-from robot_rl.specs import BoxSpec, ObservationSpec, concat_names
+from robot_rl.specs import ObservationSpec, ObsField, concat_names
 
 XYZ = ("x", "y", "z")
 QUAT = ("qx", "qy", "qz", "qw")
@@ -48,11 +48,35 @@ class TaskSnapshot:
     object_pose: np.ndarray | None = None
 
 
+@dataclass(frozen=True)
+class ObsPart:
+    """One observation field as a task defines it: the field (key, role, element names, bounds)
+    and how it is computed from a snapshot.
+
+    A task's observation is its parts (:meth:`Task.observation_parts`) in order: the
+    :class:`~robot_rl.specs.ObservationSpec`, the flat vector and every layer below (store arrays,
+    networks' input size, the gym space, the actor) follow from them. Adding an observation key
+    is adding a part.
+    """
+
+    key: str
+    role: str
+    names: tuple[str, ...]
+    low: Any
+    high: Any
+    value: Callable[[TaskSnapshot], Any]
+
+    def field(self) -> ObsField:
+        return ObsField(self.key, (len(self.names),), "float32", self.role, tuple(self.names),
+                        np.asarray(self.low, float) * np.ones(len(self.names)),
+                        np.asarray(self.high, float) * np.ones(len(self.names)))
+
+
 class Task(ABC):
     """A task's definition. Subclasses fix what is observed and what is rewarded.
 
-    A subclass defines its observation as named fields (:meth:`_obs_groups`: key, size, role --
-    :class:`~robot_rl.specs.ObservationSpec`), among them one ``achieved_goal`` and one
+    A subclass defines its observation as named parts (:meth:`observation_parts`: key, role,
+    bounds and a value function each -- :class:`ObsPart`), among them one ``achieved_goal`` and one
     ``desired_goal`` field; returns the goals from a snapshot (:meth:`achieved_goal`,
     :meth:`desired_goal`) and defines the distance between the two (:meth:`_goal_distance`);
     rewards and success follow from that distance alone.
@@ -66,8 +90,10 @@ class Task(ABC):
             raise ValueError(f"task.name is {config.name!r} but this is the {self.name!r} task")
         self.config = config
         self.profile = profile
+        parts = self.observation_parts()
         #: the observation keyed by name (fields, roles, identity hash)
-        self.obs_spec = ObservationSpec.from_flat(self._observation_spec(), self._obs_groups())
+        self.obs_spec = ObservationSpec(tuple(p.field() for p in parts))
+        self._values = tuple(p.value for p in parts)
         #: the flat float32 observation vector: the vector fields in order
         self.observation_spec = self.obs_spec.flat
         self._goal_slices = {}
@@ -97,26 +123,24 @@ class Task(ABC):
 
     # -- specs ------------------------------------------------------------------------------
 
-    def _robot_bounds(self) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    def robot_parts(self, ee_role: str = "proprio") -> list[ObsPart]:
+        """The robot's own observation: joint positions ``q``, velocities ``dq`` and the
+        end-effector position ``ee_pos`` (role ``ee_role``). Hard bounds of what can physically
+        be observed: the position range plus a little for sensor noise / overshoot, twice the
+        velocity limit, a 2 m box around the base."""
         lim = self.profile.limits
         n = self.profile.n_joints
-        names = concat_names(("q", n), ("dq", n), ("ee", XYZ))
-        # Hard bounds of what can physically be observed: the position range plus a little for
-        # sensor noise / overshoot, twice the velocity limit, a 2 m box around the base.
-        low = np.concatenate([np.asarray(lim.q_min) - 0.3, -2.0 * np.asarray(lim.dq_max), [-2.0] * 3])
-        high = np.concatenate([np.asarray(lim.q_max) + 0.3, 2.0 * np.asarray(lim.dq_max), [2.0] * 3])
-        return names, low, high
+        return [
+            ObsPart("q", "proprio", concat_names(("q", n)), np.asarray(lim.q_min) - 0.3,
+                    np.asarray(lim.q_max) + 0.3, lambda s: s.q),
+            ObsPart("dq", "proprio", concat_names(("dq", n)), -2.0 * np.asarray(lim.dq_max),
+                    2.0 * np.asarray(lim.dq_max), lambda s: s.dq),
+            ObsPart("ee_pos", ee_role, concat_names(("ee", XYZ)), -2.0, 2.0, lambda s: s.ee_pos),
+        ]
 
     @abstractmethod
-    def _observation_spec(self) -> BoxSpec:
-        """The flat observation: element names and bounds, in field order."""
-
-    def _obs_groups(self) -> list[tuple[str, int, str]]:
-        """The observation's fields in order: ``(key, size, role)``, cutting
-        :meth:`_observation_spec` into named parts. The robot's own: joint positions ``q``,
-        velocities ``dq`` (proprio) and the end-effector position ``ee_pos``."""
-        n = self.profile.n_joints
-        return [("q", n, "proprio"), ("dq", n, "proprio"), ("ee_pos", 3, "proprio")]
+    def observation_parts(self) -> list[ObsPart]:
+        """The observation's fields in order, each with the function that computes it."""
 
     # -- episode set-up --------------------------------------------------------------------
 
@@ -131,9 +155,10 @@ class Task(ABC):
 
     # -- per step ---------------------------------------------------------------------------
 
-    @abstractmethod
     def observation(self, s: TaskSnapshot) -> np.ndarray:
-        """The policy's observation (float32, ``observation_spec`` order)."""
+        """The policy's observation: every part's value, in order (float32,
+        ``observation_spec`` order)."""
+        return np.concatenate([v(s) for v in self._values]).astype(np.float32)
 
     @abstractmethod
     def achieved_goal(self, s: TaskSnapshot) -> np.ndarray:

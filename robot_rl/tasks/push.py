@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.specs import BoxSpec, concat_names
-from robot_rl.tasks.base import QUAT, XYZ, Task, TaskSnapshot
+from robot_rl.specs import concat_names
+from robot_rl.tasks.base import QUAT, XYZ, ObsPart, Task, TaskSnapshot
 
 
 def push_distance(object_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -25,19 +25,14 @@ class PushTask(Task):
     name = "push"
     has_object = True
 
-    def _observation_spec(self) -> BoxSpec:
-        names, low, high = self._robot_bounds()
-        names = names + concat_names(("obj", XYZ), ("obj", QUAT), ("goal", XYZ))
-        return BoxSpec(
-            "observation",
-            names,
-            np.concatenate([low, [-2.0] * 3, [-1.0] * 4, [-2.0] * 3]),
-            np.concatenate([high, [2.0] * 3, [1.0] * 4, [2.0] * 3]),
-        )
-
-    def _obs_groups(self) -> list[tuple[str, int, str]]:
-        return super()._obs_groups() + [("object_pos", 3, "achieved_goal"),
-                                         ("object_quat", 4, "task"), ("goal", 3, "desired_goal")]
+    def observation_parts(self) -> list[ObsPart]:
+        return self.robot_parts() + [
+            ObsPart("object_pos", "achieved_goal", concat_names(("obj", XYZ)), -2.0, 2.0,
+                    lambda s: _object_pose(s)[:3]),
+            ObsPart("object_quat", "task", concat_names(("obj", QUAT)), -1.0, 1.0,
+                    lambda s: _object_pose(s)[3:]),
+            ObsPart("goal", "desired_goal", concat_names(("goal", XYZ)), -2.0, 2.0,
+                    lambda s: s.goal)]
 
     def _on_table(self, xy: np.ndarray) -> np.ndarray:
         return np.array([xy[0], xy[1], self.config.object_size / 2.0])
@@ -62,17 +57,16 @@ class PushTask(Task):
         box = self.config.object_box
         return self._on_table(rng.uniform(box.low[:2], box.high[:2]))
 
-    def observation(self, s: TaskSnapshot) -> np.ndarray:
-        if s.object_pose is None:
-            raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
-        return np.concatenate([s.q, s.dq, s.ee_pos, s.object_pose, s.goal]).astype(np.float32)
-
     def achieved_goal(self, s: TaskSnapshot) -> np.ndarray:
         """The cube's position ``s.object_pose[:3]`` (m), shape (3,); its orientation is no goal."""
-        if s.object_pose is None:
-            raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
-        return np.array(s.object_pose[:3], copy=True)
+        return np.array(_object_pose(s)[:3], copy=True)
 
     @staticmethod
     def _goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
         return push_distance(achieved_goal, desired_goal)
+
+
+def _object_pose(s: TaskSnapshot) -> np.ndarray:
+    if s.object_pose is None or len(s.object_pose) != 7:
+        raise ValueError("push: object_pose is required (x, y, z, qx, qy, qz, qw)")
+    return np.asarray(s.object_pose)

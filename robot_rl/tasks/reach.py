@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.specs import BoxSpec, concat_names
-from robot_rl.tasks.base import XYZ, Task, TaskSnapshot
+from robot_rl.specs import concat_names
+from robot_rl.tasks.base import XYZ, ObsPart, Task, TaskSnapshot
 
 
 def reach_distance(ee_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
@@ -21,23 +21,10 @@ def reach_distance(ee_pos: np.ndarray, goal: np.ndarray) -> np.ndarray:
 class ReachTask(Task):
     name = "reach"
 
-    def _observation_spec(self) -> BoxSpec:
-        names, low, high = self._robot_bounds()
-        names = names + concat_names(("goal", XYZ))
-        return BoxSpec(
-            "observation",
-            names,
-            np.concatenate([low, [-2.0] * 3]),
-            np.concatenate([high, [2.0] * 3]),
-        )
-
-    def _obs_groups(self) -> list[tuple[str, int, str]]:
-        n = self.profile.n_joints
-        return [("q", n, "proprio"), ("dq", n, "proprio"), ("ee_pos", 3, "achieved_goal"),
-                ("goal", 3, "desired_goal")]
-
-    def observation(self, s: TaskSnapshot) -> np.ndarray:
-        return np.concatenate([s.q, s.dq, s.ee_pos, s.goal]).astype(np.float32)
+    def observation_parts(self) -> list[ObsPart]:
+        return self.robot_parts(ee_role="achieved_goal") + [
+            ObsPart("goal", "desired_goal", concat_names(("goal", XYZ)), -2.0, 2.0,
+                    lambda s: s.goal)]
 
     def achieved_goal(self, s: TaskSnapshot) -> np.ndarray:
         """The end-effector position ``s.ee_pos`` (m), shape (3,)."""

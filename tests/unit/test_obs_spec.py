@@ -47,7 +47,7 @@ def test_the_task_builds_named_fields_whose_flat_vector_is_todays(name, keys, ro
     spec = task.obs_spec
     assert spec.keys == keys and tuple(f.role for f in spec.fields) == roles
     # today's flat vector, element for element: stores and checkpoints of today stay valid
-    assert spec.flat == task._observation_spec() == task.observation_spec
+    assert spec.flat == task.observation_spec
     assert spec.dim == task.observation_spec.dim and spec.image_fields == ()
     assert [f.size for f in spec.fields] == [s.stop - s.start for s in spec.slices.values()]
     ag, dg = spec.by_role("achieved_goal")[0], spec.by_role("desired_goal")[0]
@@ -57,6 +57,26 @@ def test_the_task_builds_named_fields_whose_flat_vector_is_todays(name, keys, ro
     # the identity: stable across instances, different between tasks
     assert _task(name)[0].obs_spec.hash == spec.hash and len(spec.hash) == 16
     assert spec.signature()[0] == "q:7:float32:proprio"
+
+
+def test_the_flat_vectors_are_the_ones_stores_of_earlier_versions_hold():
+    """reach: the observation spec a schema 1 store recorded (tests/data/replay_v1, written at
+    5416070 by the reach env); push: its element names and bounds written out."""
+    from pathlib import Path
+
+    from robot_rl.replay.store import ReplayReader
+
+    fixture = Path(__file__).resolve().parents[1] / "data" / "replay_v1" / "replay.zarr"
+    reach = _task("reach")[0].observation_spec
+    assert ReplayReader(fixture).observation_spec == reach
+    push = _task("push")[0].observation_spec
+    assert push.names == reach.names[:17] + (
+        "obj_x", "obj_y", "obj_z", "obj_qx", "obj_qy", "obj_qz", "obj_qw",
+        "goal_x", "goal_y", "goal_z")
+    np.testing.assert_array_equal(push.low, np.concatenate([reach.low[:17], [-2] * 3, [-1] * 4,
+                                                            [-2] * 3]))
+    np.testing.assert_array_equal(push.high, np.concatenate([reach.high[:17], [2] * 3, [1] * 4,
+                                                             [2] * 3]))
 
 
 def test_hashes_differ_between_tasks_and_with_any_field_change():

@@ -41,6 +41,17 @@ import numpy as np
 import pytest
 
 OBS_DIM, ACT_DIM = 6, 3
+
+
+def _specs():
+    """The observation cut into named fields, as a task's is: schema 2 writes one array per
+    field, so a kill can land between the fields' chunk files of one chunk."""
+    from robot_rl.replay.synthetic import make_specs
+    from robot_rl.specs import ObservationSpec
+
+    obs, act = make_specs(OBS_DIM, ACT_DIM)
+    return ObservationSpec.from_flat(obs, [("a", 2, "proprio"), ("b", 2, "achieved_goal"),
+                                           ("c", 2, "desired_goal")]), act
 CHUNK_ROWS = 16
 POLICY = (0, 4242)  # (robot_id, actor_session) of the streamed policy rows
 DEMO = (1, 777)     # demo episodes, EPISODE_LEN rows each, appended whole
@@ -70,10 +81,10 @@ def _config(fsync: bool):
 
 def child_main(args: dict) -> None:
     from robot_rl.replay import ReplayWriter
-    from robot_rl.replay.synthetic import make_specs, row_kwargs
+    from robot_rl.replay.synthetic import row_kwargs
 
     rng = np.random.default_rng(args["seed"])
-    obs, act = make_specs(OBS_DIM, ACT_DIM)
+    obs, act = _specs()
     w = ReplayWriter(args["path"], obs, act, _config(args["fsync"]))
     print(f"READY {w.committed_length}", flush=True)
     seq = args["policy_start"]
@@ -174,10 +185,9 @@ def run_campaign(tmp: Path, plan: list[tuple[str, int]], seed: int) -> dict:
     """``plan``: (phase, k) for deterministic kills, ("random", 0) for timed ones."""
     from robot_rl.replay import ReplayWriter
     from robot_rl.replay.durable import PHASE_NAMES
-    from robot_rl.replay.synthetic import make_specs
 
     path = tmp / "replay.zarr"
-    ReplayWriter(path, *make_specs(OBS_DIM, ACT_DIM), _config(False)).close()
+    ReplayWriter(path, *_specs(), _config(False)).close()
     rng = np.random.default_rng(seed)
     acked: dict[tuple[int, int], int] = {}
     tail = Tail(path)
