@@ -12,8 +12,10 @@ Episode ends are kept apart, as DESIGN §8 and every off-policy learner need:
 and, goal-conditioned as gymnasium-robotics' ``GoalEnv``, ``achieved_goal`` and ``desired_goal``
 (float64, ``task.goal_dim``; at reset too): the env's reward is
 ``env.unwrapped.compute_reward(info["achieved_goal"], info["desired_goal"], info)``, vectorised
-over batches of goals for relabelling. The observation stays the flat Box; the goals sit in it at
-``env.unwrapped.task.goal_slices``.
+over batches of goals for relabelling. The observation is the flat Box by default (the goals sit
+in it at ``env.unwrapped.task.goal_slices``); ``observation_layout="fields"`` gives a ``Dict`` per
+observation field, ``"goal"`` gymnasium-robotics' ``observation`` / ``achieved_goal`` /
+``desired_goal`` ``Dict`` (``gymnasium.make("PandaReach-v0", observation_layout="goal")``).
 
 ``safety=True`` puts the safety node's filter (:class:`robot_rl.safety.SafetyFilter` with
 ``config.safety``, one output per control step, as the graph's safety node in ``proposal``
@@ -50,6 +52,12 @@ class PandaEnv(gym.Env):
         config: the full run config (defaults if None).
         task, reward, action_mode, max_steps: shortcuts that override ``config.task``.
         render_mode: None or ``"rgb_array"``.
+        observation_layout: ``"flat"`` (default): the float32 vector (``task.observation_spec``,
+            a ``Box``); ``"fields"``: a ``Dict`` with one ``Box`` per observation field
+            (``task.obs_spec``: ``q``, ``dq``, ``ee_pos``, ``goal``, ...); ``"goal"``:
+            gymnasium-robotics' goal-env ``Dict`` -- ``observation`` (every field that is not a
+            goal, concatenated), ``achieved_goal``, ``desired_goal`` -- which Stable-Baselines3's
+            ``HerReplayBuffer`` and ``MultiInputPolicy`` take, with :meth:`compute_reward`.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -64,6 +72,7 @@ class PandaEnv(gym.Env):
         max_steps: int | None = None,
         render_mode: str | None = None,
         safety: bool = False,
+        observation_layout: str = "flat",
     ):
         overrides = {k: v for k, v in (("name", task), ("reward", reward),
                                        ("action_mode", action_mode), ("max_steps", max_steps))
@@ -79,7 +88,11 @@ class PandaEnv(gym.Env):
         self.mapper = ActionMapper(cfg.task, cfg.robot)
         self.world = PandaWorld(cfg.sim, cfg.robot, num_robots=1,
                                 with_objects=self.task.has_object, object_size=cfg.task.object_size)
-        self.observation_space = self.task.observation_spec.to_gym()
+        if observation_layout not in ("flat", "fields", "goal"):
+            raise ValueError(f"observation_layout: expected 'flat', 'fields' or 'goal', got "
+                             f"{observation_layout!r}")
+        self.observation_layout = observation_layout
+        self.observation_space = self._space()
         self.action_space = self.mapper.spec.to_gym()
         self._max_steps = cfg.task.max_steps
         self._terminate_on_success = cfg.task.terminate_on_success
@@ -105,6 +118,38 @@ class PandaEnv(gym.Env):
         self.last_clip: str | None = None
 
     # -- helpers ----------------------------------------------------------------------------
+
+    def _groups(self) -> dict[str, list[slice]]:
+        """Dict key -> slices of the flat observation it is made of (``fields`` / ``goal``)."""
+        spec = self.task.obs_spec
+        if self.observation_layout == "fields":
+            return {k: [sl] for k, sl in spec.slices.items()}
+        roles = {f.key: f.role for f in spec.fields}
+        rest = [sl for k, sl in spec.slices.items()
+                if roles[k] not in ("achieved_goal", "desired_goal")]
+        return {"observation": rest, "achieved_goal": [self.task.goal_slices["achieved_goal"]],
+                "desired_goal": [self.task.goal_slices["desired_goal"]]}
+
+    def _space(self) -> gym.Space:
+        flat = self.task.observation_spec
+        if self.observation_layout == "flat":
+            return flat.to_gym()
+        from gymnasium import spaces
+
+        self._dict_groups = self._groups()
+        out = {}
+        for key, sls in self._dict_groups.items():
+            idx = np.concatenate([np.arange(sl.start, sl.stop) for sl in sls])
+            out[key] = spaces.Box(flat.low[idx].copy(), flat.high[idx].copy(), dtype=np.float32)
+        return spaces.Dict(out)
+
+    def _format(self, obs: np.ndarray) -> Any:
+        """The flat observation in :attr:`observation_layout`."""
+        if self.observation_layout == "flat":
+            return obs
+        return {k: (obs[sls[0]].copy() if len(sls) == 1
+                    else np.concatenate([obs[sl] for sl in sls]))
+                for k, sls in self._dict_groups.items()}
 
     def _observe(self, s: TaskSnapshot) -> tuple[np.ndarray, str | None]:
         """The task's observation, clipped into the observation spec.
@@ -160,7 +205,7 @@ class PandaEnv(gym.Env):
                 "desired_goal": self.task.desired_goal(s)}
         if clipped:
             info["observation_clipped"] = clipped
-        return obs, info
+        return self._format(obs), info
 
     def step(self, action):
         if self._needs_reset:
@@ -195,7 +240,7 @@ class PandaEnv(gym.Env):
         obs, clipped = self._observe(s)
         if clipped:
             info["observation_clipped"] = clipped
-        return obs, reward, terminated, truncated, info
+        return self._format(obs), reward, terminated, truncated, info
 
     # -- goal-conditioned (gymnasium-robotics' GoalEnv signatures) ---------------------------
 
