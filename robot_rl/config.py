@@ -390,6 +390,11 @@ class AgentConfig(_Section):
     demo_sampling: Literal["fixed", "union"] = Field(
         "fixed", description="fixed: round(demo_fraction*B) demo rows per batch; union: demo "
         "and online rows drawn together (DDPGfD's single buffer)")
+    her: Literal["none", "future", "final", "episode"] = Field(
+        "none", description="hindsight goal relabelling at sample time (robot_rl/replay/her.py): "
+        "future, final or episode achieved goals of the same episode replace the desired goal of "
+        "her_k/(her_k+1) of each batch; needs n_step 1 and uniform sampling")
+    her_k: int = Field(4, ge=1, description="HER: relabelled rows per original row")
     # -- SVG(0) --
     svg_entropy_coef: float = Field(
         0.01, ge=0, description="svg0: entropy weight alpha, actor loss E[alpha*log pi(a|s) - Q(s,a)]")
@@ -603,6 +608,18 @@ class Config(_Section):
     replay: ReplayConfig = Field(default_factory=ReplayConfig)
     run: RunConfig = Field(default_factory=RunConfig)
     teleop: TeleopConfig = Field(default_factory=TeleopConfig)
+
+    @model_validator(mode="after")
+    def _her_needs(self) -> Config:
+        if self.agent.her != "none":
+            if self.agent.n_step > 1:
+                raise ValueError(f"agent.her={self.agent.her} needs agent.n_step 1 (got "
+                                 f"{self.agent.n_step}): an n-step return would need every reward "
+                                 "of the walk relabelled")
+            if self.replay.prioritized:
+                raise ValueError(f"agent.her={self.agent.her} needs replay.prioritized false: a "
+                                 "relabelled row's TD error is not its stored row's priority")
+        return self
 
     @model_validator(mode="after")
     def _resolve_target_clip(self) -> Config:

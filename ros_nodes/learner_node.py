@@ -376,9 +376,16 @@ class LearnerNode(Node):
             raise ConfigError(f"task/robot: {e}") from None
         agent = self.cfg.agent
         demo_fraction = None if agent.demo_sampling == "union" else agent.demo_fraction
+        her = None
+        if agent.her != "none":  # the same relabelling as the in-process trainer's
+            from robot_rl.replay.her import relabeler_for_task
+            from robot_rl.tasks import make_task
+
+            her = relabeler_for_task(make_task(self.cfg.task, self.cfg.robot), agent.her,
+                                     agent.her_k)
         self.sampler = ReplaySampler(mirror, gamma=agent.gamma, n_step=agent.n_step,
                                      demo_fraction=demo_fraction, config=self.cfg.replay,
-                                     seed=self.cfg.run.seed + 3)
+                                     seed=self.cfg.run.seed + 3, her=her)
         self.mirror = mirror
         if self.checkpoint is not None:
             self._resume()

@@ -247,9 +247,15 @@ def train(cfg: Config, *, resume: bool = False, log: Callable[[str], None] | Non
             log(f"# demos: {demo_info['episodes']} scripted episodes, {demo_info['rows']} rows, "
                 f"{demo_info['successes']} successful")
         demo_fraction = None if agent.demo_sampling == "union" else agent.demo_fraction
+        her = None
+        if agent.her != "none":
+            from robot_rl.replay.her import relabeler_for_task
+
+            her = relabeler_for_task(env.task, agent.her, agent.her_k)
+            log(f"# {her.describe()}")
         sampler = ReplaySampler(ReplayMirror(store_path, cfg.replay.capacity), gamma=agent.gamma,
                                 n_step=agent.n_step, demo_fraction=demo_fraction,
-                                config=cfg.replay, seed=run.seed + 3)
+                                config=cfg.replay, seed=run.seed + 3, her=her)
         # noise seeded run.seed + 4, warm-up actions and Gaussian draws run.seed + 5
         behaviour = BehaviourPolicy(agent, low, high, seed=run.seed + 4,
                                     warmup=agent.warmup_steps)

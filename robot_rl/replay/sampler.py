@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from robot_rl.config import ReplayConfig
+from robot_rl.replay.her import HindsightRelabeler
 from robot_rl.replay.mirror import ReplayMirror
 from robot_rl.replay.schema import Source
 from robot_rl.replay.sumtree import SumTree
@@ -129,7 +130,8 @@ class ReplaySampler:
 
     def __init__(self, mirror: ReplayMirror, *, gamma: float = 0.99, n_step: int = 1,
                  demo_fraction: float | None = None, config: ReplayConfig | None = None,
-                 prioritized: bool | None = None, seed: int = 0) -> None:
+                 prioritized: bool | None = None, seed: int = 0,
+                 her: HindsightRelabeler | None = None) -> None:
         cfg = config or ReplayConfig()
         if not 0 < gamma <= 1:
             raise ValueError(f"gamma must be in (0, 1], got {gamma}")
@@ -142,6 +144,16 @@ class ReplaySampler:
         self.n_step = int(n_step)
         self.demo_fraction = None if demo_fraction is None else float(demo_fraction)
         self.prioritized = cfg.prioritized if prioritized is None else bool(prioritized)
+        if her is not None and n_step > 1:
+            raise ValueError(f"hindsight relabelling ({her.strategy}) with n_step {n_step}: the "
+                             "n-step return would need every reward of the walk relabelled; "
+                             "use n_step 1 with HER")
+        if her is not None and self.prioritized:
+            raise ValueError(f"hindsight relabelling ({her.strategy}) with prioritized replay: a "
+                             "relabelled row's TD error is not its stored row's; use uniform "
+                             "sampling with HER")
+        #: hindsight goal relabelling (:mod:`robot_rl.replay.her`), or None
+        self.her = her
         self.alpha = cfg.per_alpha
         self.beta0 = cfg.per_beta0
         self.beta_steps = cfg.per_beta_steps
@@ -287,9 +299,13 @@ class ReplaySampler:
         self.sample_count += 1
         c = m.cols
         take = np.take  # rows of 2-D columns: np.take; 1-D columns: indexing (faster in numpy)
+        obs_np = take(c["observation"], slots, axis=0)
         nobs_np = take(c["next_observation"], slots, axis=0)
         rew_np = c["reward"][slots]
         term_np = c["terminated"][slots].astype(np.float32)
+        trunc_np = c["truncated"][slots].astype(np.float32)
+        if self.her is not None:  # copies above: the mirror keeps what happened
+            self.her.relabel(m, self.rng, slots, obs_np, nobs_np, rew_np, term_np, trunc_np)
         src = c["source"][slots]
         reward = torch.from_numpy(rew_np)
         nobs = torch.from_numpy(nobs_np)
@@ -303,12 +319,12 @@ class ReplaySampler:
             n_next = torch.from_numpy(take(c["next_observation"], last, axis=0))
             n_len = torch.from_numpy(length)
         return Batch(
-            torch.from_numpy(take(c["observation"], slots, axis=0)),
+            torch.from_numpy(obs_np),
             torch.from_numpy(take(c["action"], slots, axis=0)),
             reward,
             nobs,
             torch.from_numpy(term_np),
-            torch.from_numpy(c["truncated"][slots].astype(np.float32)),
+            torch.from_numpy(trunc_np),
             discount,
             n_ret,
             n_disc,
@@ -399,7 +415,8 @@ class ReplaySampler:
         return {"capacity": self.mirror.capacity, "gamma": self.gamma, "n_step": self.n_step,
                 "demo_fraction": self.demo_fraction, "prioritized": self.prioritized,
                 "alpha": self.alpha, "beta0": self.beta0, "beta_steps": self.beta_steps,
-                "eps": self.eps, "demo_eps": self.demo_eps}
+                "eps": self.eps, "demo_eps": self.demo_eps,
+                "her": None if self.her is None else [self.her.strategy, self.her.k]}
 
     def state_dict(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, meta)``: everything a resumed learner needs to continue exactly."""
