@@ -177,6 +177,7 @@ def _success_curve(bench, arm: str, tmp_path, seed: int = 0) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~10 min each on 2 idle cores; the suite's 300 s would cut it
 @pytest.mark.parametrize("arm", ["td3_ee", "svg0"])
 def test_dense_reach_is_solved_within_the_fixed_budget(arm, tmp_path, bench_learning):
     """The full versions of the smoke (bench/learning.py, seed 0, 30k env steps, ee_velocity
@@ -187,6 +188,7 @@ def test_dense_reach_is_solved_within_the_fixed_budget(arm, tmp_path, bench_lear
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(7200)  # ~30 min on 2 idle cores
 def test_demos_make_sparse_reach_learnable(tmp_path, bench_learning):
     """bench/learning.py's sparse-reach pair with TD targets clipped to the returns' range
     (``agent.target_clip`` auto, the default for sparse rewards since session 5), seed 0, 40k
@@ -205,6 +207,7 @@ def test_demos_make_sparse_reach_learnable(tmp_path, bench_learning):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # ~12 min on 2 idle cores
 def test_crossq_reaches_95_percent_on_dense_reach_within_6k_env_steps(tmp_path, bench_learning):
     """Issue 16's headline arm (bench/learning.py ``crossq_u3_g95_dense``: CrossQ, UTD 3, gamma
     0.95, 10k env steps, evaluations every 500) on its first seed, 10: some evaluation by 6k
