@@ -383,6 +383,7 @@ class LearnerNode(Node):
 
             her = relabeler_for_task(make_task(self.cfg.task, self.cfg.robot), agent.her,
                                      agent.her_k)
+            self.get_logger().info(f"hindsight relabelling: {her.describe()}")
         self.sampler = ReplaySampler(mirror, gamma=agent.gamma, n_step=agent.n_step,
                                      demo_fraction=demo_fraction, config=self.cfg.replay,
                                      seed=self.cfg.run.seed + 3, her=her)

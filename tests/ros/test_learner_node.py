@@ -341,6 +341,22 @@ def test_floor_pacing_trains_beyond_the_utd_ratio(ros_process, probe, tmp_path):
         store.close()
 
 
+def test_hindsight_relabelling_in_the_learner_node(ros_process, probe, tmp_path):
+    """agent.her: the learner node builds the trainer's relabelling sampler (the same
+    robot_rl.replay.her, tests/unit/test_replay_her.py) and trains on it at its UTD."""
+    run = tmp_path / "run"
+    store = Store(run / "replay.zarr")
+    try:
+        store.append(WARMUP + 60)
+        proc = ros_process(_args(run, **{"agent.her": "future", "agent.her_k": 4,
+                                         "task.reward": "sparse"}), name="learner")
+        proc.wait_for_line(r"hindsight relabelling: her=future k=4 \(80% of each batch", 60)
+        assert probe.spin_until(lambda: probe.diag and probe.diag[-1]["updates"] == "60", 60), (
+            probe.diag[-1:], proc.tail())
+    finally:
+        store.close()
+
+
 def test_pretrain_on_demo_rows_then_publish_then_the_schedule(ros_process, probe, tmp_path):
     """agent.pretrain_updates: a fresh learner whose store holds demo rows warm-starts on them
     (in slices of slice_s, tests/unit/test_agents_loop.py), publishes that policy, and then its
