@@ -193,6 +193,12 @@ ARMS.update({
                             "overrides": [*CROSSQ_SPARSE18, "agent.her=future", "agent.her_k=4"]},
     "crossq_sparse18": {"budget": 5_000, "seeds": HER18_SEEDS, "eval_every": 500,
                         "overrides": list(CROSSQ_SPARSE18)},
+    # issue 16's open sparse goal (10 demos: 90 % within 3k env steps), with HER: the arm
+    # above plus 10 scripted demo episodes sampled as half of each batch (relabelled too);
+    # fixed before it ran, no exploratory run of it
+    "crossq_her_demos16": {"budget": 3_000, "seeds": ISSUE16_SEEDS, "eval_every": 500,
+                           "overrides": [*CROSSQ_SPARSE18, "agent.her=future", "agent.her_k=4",
+                                         "run.demo_episodes=10", "agent.demo_fraction=0.5"]},
 })
 #: where the sbx (JAX) peer runs: a venv with robot_rl's requirements plus ``sbx-rl`` (JAX),
 #: kept apart so that JAX never enters the project's venv
