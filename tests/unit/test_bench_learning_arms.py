@@ -122,3 +122,15 @@ def test_compare_reads_finished_runs(bench, tmp_path):
     assert s95["sb3_td3_ee"]["per_seed"] == [10000] and s95["sb3_td3_ee"]["median"] == 10000
     assert s95["u"] == 2.0 and s95["p"] == pytest.approx(2 / 3)
     assert out["mean_success"]["td3_ee"]["per_seed"] == pytest.approx([2.46 / 3, 1.6 / 3])
+
+
+def test_crossq_g90_arm_differs_from_g95_by_the_discount_alone(bench):
+    """Issue 16's gamma-0.9 arm is crossq_u3_g95_dense with gamma 0.9: same budget, seeds,
+    evaluation cadence and every other setting (its comparison is the discount's alone)."""
+    a = _cfg(bench, "crossq_u3_g90_dense").model_dump(mode="json")
+    b = _cfg(bench, "crossq_u3_g95_dense").model_dump(mode="json")
+    assert (a["agent"].pop("gamma"), b["agent"].pop("gamma")) == (0.9, 0.95)
+    a["run"].pop("name"), b["run"].pop("name")
+    assert a == b
+    for key in ("budget", "seeds", "eval_every"):
+        assert bench.ARMS["crossq_u3_g90_dense"][key] == bench.ARMS["crossq_u3_g95_dense"][key]
