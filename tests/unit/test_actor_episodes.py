@@ -122,7 +122,7 @@ def test_training_episodes_stream_with_contiguous_seqs_and_reset_at_the_time_lim
     assert [r.seq for r in rows] == list(range(len(rows)))
     eps = rig.episodes()
     assert len(eps) >= 3
-    for eid, ep in list(eps.items())[:3]:
+    for ep in list(eps.values())[:3]:
         assert [r.step_index for r in ep] == list(range(MAX_STEPS))
         assert [r.truncated for r in ep] == [False] * (MAX_STEPS - 1) + [True]
         assert not any(r.terminated for r in ep) and {r.source for r in ep} == {0}
