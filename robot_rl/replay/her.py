@@ -142,6 +142,5 @@ def relabeler_for_task(task: Any, strategy: str, k: int) -> HindsightRelabeler:
     sl = task.goal_slices
     return HindsightRelabeler(
         strategy, int(k), sl["achieved_goal"], sl["desired_goal"],
-        compute_reward=lambda a, d: task.compute_reward(a, d),
-        compute_terminated=lambda a, d: task.compute_terminated(a, d),
+        compute_reward=task.compute_reward, compute_terminated=task.compute_terminated,
         max_walk=int(task.config.max_steps) + 1)

@@ -59,7 +59,7 @@ def migrate_store(path: str | Path, observation: ObservationSpec, *, fsync: bool
         StoreLockedError: a writer has the store open.
     """
     path = Path(path)
-    backup = path.with_name(path.name + f".v{1}")
+    backup = path.with_name(path.name + ".v1")
     tmp = path.with_name(path.name + ".migrating")
     if not (path / "zarr.json").is_file():
         if backup.is_dir() and not path.exists():
